@@ -59,13 +59,22 @@ class OutputDir:
 
 def write_json(path, obj):
     with open(path + ".tmp", "w") as f:
-        json.dump(obj, f)
+        f.write(json.dumps(obj))  # json.dump(obj, f) would use the slow pure-Python encoder
     os.replace(path + ".tmp", path)
 
 
 def write_split(root, split, inputs, labels, puzzle_identifiers, puzzle_indices, group_indices,
                 vocab_size, num_puzzle_identifiers, **extra_metadata):
-    """Write one split ('train' or 'test') in the authors' layout; returns its metadata dict."""
+    """Write one split ('train' or 'test') in the authors' layout; returns its metadata dict.
+
+    `inputs` and `labels` may both be None when the caller has already streamed them to
+    `root/split/all__{inputs,labels}.npy` with NpyWriter; they are then checked, not rewritten.
+    """
+    d = os.path.join(root, split)
+    streamed = inputs is None and labels is None
+    if streamed:
+        inputs, labels = (np.load(os.path.join(d, f"all__{name}.npy"), mmap_mode="r")
+                          for name in ("inputs", "labels"))
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     assert inputs.shape == labels.shape and inputs.ndim == 2, (inputs.shape, labels.shape)
     assert vocab_size <= 256, "token arrays are stored as uint8"
@@ -83,41 +92,149 @@ def write_split(root, split, inputs, labels, puzzle_identifiers, puzzle_indices,
         sets=["all"],
         **extra_metadata,
     )
-    d = os.path.join(root, split)
     os.makedirs(d, exist_ok=True)
-    arrays = dict(inputs=inputs.astype(np.uint8), labels=labels.astype(np.uint8),
-                  puzzle_identifiers=np.asarray(puzzle_identifiers, dtype=np.int32),
+    arrays = dict(puzzle_identifiers=np.asarray(puzzle_identifiers, dtype=np.int32),
                   puzzle_indices=puzzle_indices, group_indices=group_indices)
+    if not streamed:
+        arrays.update(inputs=inputs.astype(np.uint8), labels=labels.astype(np.uint8))
     for name, arr in arrays.items():
         np.save(os.path.join(d, f"all__{name}.npy"), arr)
     write_json(os.path.join(d, "dataset.json"), meta)
     return meta
 
+
+class NpyWriter:
+    """Write a .npy file of known shape in pieces, so an array bigger than memory never sits in it.
+
+        with NpyWriter(path, (rows, 900), np.uint8) as f:
+            for chunk in chunks:
+                f.write(chunk)
+    """
+    def __init__(self, path, shape, dtype):
+        self.shape, self.dtype, self.rows = tuple(int(n) for n in shape), np.dtype(dtype), 0
+        self.file = open(path, "wb")
+        np.lib.format.write_array_header_1_0(self.file, dict(
+            descr=np.lib.format.dtype_to_descr(self.dtype), fortran_order=False, shape=self.shape))
+
+    def write(self, chunk):
+        chunk = np.ascontiguousarray(chunk, dtype=self.dtype)
+        assert chunk.shape[1:] == self.shape[1:], (chunk.shape, self.shape)
+        self.file.write(chunk.data)
+        self.rows += len(chunk)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.file.close()
+        if exc_type is None:
+            assert self.rows == self.shape[0], f"wrote {self.rows} rows, promised {self.shape[0]}"
+        return False
+
 # -----------------------------------------------------------------------------
-# reading
+# reading and batching
 
 def load_split(data_dir, split):
     """Metadata and memory-mapped arrays of one split. Clear errors for a missing or broken dir."""
     d = os.path.join(data_dir, split)
     meta_path = os.path.join(d, "dataset.json")
     if not os.path.exists(meta_path):
-        raise FileNotFoundError(f"{meta_path} not found: prepare the dataset first "
-                                f"(e.g. python prepare_sudoku.py --output_dir={data_dir})")
+        raise SystemExit(f"{meta_path} not found: prepare the dataset first "
+                         f"(python prepare_sudoku.py, prepare_maze.py or prepare_arc.py "
+                         f"with --output_dir={data_dir})")
     with open(meta_path) as f:
         meta = json.load(f)
     for key in ("vocab_size", "seq_len", "num_puzzle_identifiers"):
         if key not in meta:
-            raise ValueError(f"{meta_path}: missing key '{key}'")
+            raise SystemExit(f"{meta_path}: missing key '{key}'")
     arrays = {}
     for name in ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices"):
         p = os.path.join(d, f"all__{name}.npy")
         if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} not found: the dataset in {data_dir} is incomplete")
+            raise SystemExit(f"{p} not found: the dataset in {data_dir} is incomplete")
         arrays[name] = np.load(p, mmap_mode="r")
     if arrays["inputs"].shape != arrays["labels"].shape or arrays["inputs"].shape[1] != meta["seq_len"]:
-        raise ValueError(f"{d}: inputs {arrays['inputs'].shape} and labels {arrays['labels'].shape} "
+        raise SystemExit(f"{d}: inputs {arrays['inputs'].shape} and labels {arrays['labels'].shape} "
                          f"do not match seq_len {meta['seq_len']}")
+    # the puzzle each example belongs to, for its identifier
+    sizes = np.diff(arrays["puzzle_indices"])
+    arrays["example_puzzle"] = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     return meta, arrays
+
+
+def make_batch(arrays, idx, ignore_label_id=0, pad_to=None):
+    """Examples `idx` as a dict of int64 numpy arrays; the ignore label becomes -100. With pad_to,
+    the batch is padded with pad inputs, ignored labels and the blank identifier."""
+    inputs = np.asarray(arrays["inputs"][idx], dtype=np.int64)
+    labels = np.asarray(arrays["labels"][idx], dtype=np.int64)
+    labels[labels == ignore_label_id] = -100
+    ids = np.asarray(arrays["puzzle_identifiers"], dtype=np.int64)[arrays["example_puzzle"][idx]]
+    if pad_to is not None and len(idx) < pad_to:
+        n = pad_to - len(idx)
+        inputs = np.concatenate([inputs, np.zeros((n, inputs.shape[1]), np.int64)])
+        labels = np.concatenate([labels, np.full((n, labels.shape[1]), -100, np.int64)])
+        ids = np.concatenate([ids, np.zeros(n, np.int64)])
+    return dict(inputs=inputs, labels=labels, puzzle_identifiers=ids)
+
+
+class TrainBatches:
+    """Endless training batches by group sampling. Each epoch shuffles the groups and, for each
+    group, takes the examples of one of its puzzles picked at random; the epochs form one stream
+    that is cut into global batches (a batch may span two epochs, so nothing is dropped and an
+    epoch is total_groups * mean_puzzle_examples examples). Every rank computes the same stream
+    from (seed, epoch) and takes its own slice, so the position (epoch, offset) is the whole state."""
+
+    def __init__(self, arrays, global_batch_size, rank=0, world_size=1, seed=0, ignore_label_id=0):
+        self.a, self.B, self.rank, self.world = arrays, global_batch_size, rank, world_size
+        self.seed, self.ignore = seed, ignore_label_id
+        self.epoch, self.offset = 0, 0
+        self._cache = {}
+
+    def epoch_examples(self, epoch):
+        if epoch not in self._cache:
+            rng = np.random.default_rng([self.seed, epoch])
+            gi, pi = self.a["group_indices"], self.a["puzzle_indices"]
+            groups = rng.permutation(len(gi) - 1)
+            lo, hi = gi[groups], gi[groups + 1]
+            puzzles = lo + (rng.random(len(groups)) * (hi - lo)).astype(np.int64)
+            start, size = pi[puzzles], pi[puzzles + 1] - pi[puzzles]
+            # concatenated example ranges [start, start + size) of the chosen puzzles, in order
+            first = np.repeat(np.cumsum(size) - size, size)
+            ex = np.repeat(start, size) + np.arange(size.sum()) - first
+            self._cache = {epoch: ex}
+        return self._cache[epoch]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        parts, need = [], self.B
+        while need:
+            ex = self.epoch_examples(self.epoch)
+            take = ex[self.offset:self.offset + need]
+            parts.append(take)
+            need -= len(take)
+            self.offset += len(take)
+            if self.offset >= len(ex):
+                self.epoch, self.offset = self.epoch + 1, 0
+        idx = np.concatenate(parts)
+        local = self.B // self.world
+        return make_batch(self.a, idx[self.rank * local:(self.rank + 1) * local], self.ignore)
+
+    def state_dict(self):
+        return dict(epoch=self.epoch, offset=self.offset)
+
+    def load_state_dict(self, s):
+        self.epoch, self.offset = s["epoch"], s["offset"]
+
+
+def test_batches(arrays, global_batch_size, rank=0, world_size=1, ignore_label_id=0):
+    """All examples in order; yields (local batch, indices of its real examples). The last batch
+    is padded so every rank runs the same shapes."""
+    n, local = len(arrays["inputs"]), global_batch_size // world_size
+    for start in range(0, n, global_batch_size):
+        idx = np.arange(start + rank * local, min(start + (rank + 1) * local, n))
+        yield make_batch(arrays, idx, ignore_label_id, pad_to=local), idx
 
 # -----------------------------------------------------------------------------
 # downloading (standard library only)
@@ -173,3 +290,48 @@ def download(url, path, timeout=30, retries=3, progress=True):
                 raise ConnectionError(f"cannot download {url}: {reason}") from None
             time.sleep(min(2 ** attempt, 4) * 0.25)
     raise ConnectionError(f"cannot download {url}")
+
+# -----------------------------------------------------------------------------
+# evaluation (train.py and sample.py)
+
+def evaluate(model, arrays, meta, batch_size, device, autocast, steps=None, act_halt=False,
+             rank=0, world_size=1, keep_predictions=False):
+    """Score a split with model.solve. Returns accuracy after every supervision step (the
+    refinement curve), q-halt accuracy and mean steps after the last; with keep_predictions, the
+    last step's predictions, halting logits and puzzle identifiers (for ARC voting).
+    Counts are summed over ranks when torch.distributed is initialised."""
+    import torch
+    import torch.distributed as dist
+    steps = steps or model.cfg.halt_max_steps
+    sums = torch.zeros(4 + 2 * steps, dtype=torch.float64, device=device)
+    kept = []
+    model.eval()
+    for batch, idx in test_batches(arrays, batch_size, rank, world_size, meta.get("ignore_label_id", 0)):
+        b = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+        with autocast:
+            preds, q_halt, used = model.solve(b["inputs"], b["puzzle_identifiers"], steps, act_halt)
+        labels = b["labels"]
+        valid = labels != -100
+        counts = valid.sum(-1)
+        real = counts > 0  # padding rows have no valid label
+        correct = (preds == labels) & valid                       # (S, B, L)
+        exact = (correct.sum(-1) == counts) & real                # (S, B)
+        token = torch.where(real, correct.sum(-1) / counts.clamp_min(1), 0)
+        q_ok = ((q_halt[-1] >= 0) == exact[-1]) & real
+        sums += torch.cat([torch.stack([real.sum(), q_ok.sum(), (used * real).sum(), real.sum()]).double(),
+                           exact.sum(-1).double(), token.sum(-1).double()])
+        if keep_predictions:
+            n = len(idx)
+            kept.append((preds[-1, :n].cpu().numpy(), q_halt[-1, :n].float().cpu().numpy(),
+                         batch["puzzle_identifiers"][:n], idx))
+    if world_size > 1 and dist.is_initialized():
+        dist.all_reduce(sums)
+    s = sums.tolist()
+    n = max(1.0, s[0])
+    result = dict(count=int(s[0]), q_halt_accuracy=s[1] / n, steps=s[2] / n,
+                  exact_curve=[v / n for v in s[4:4 + steps]], token_curve=[v / n for v in s[4 + steps:]])
+    result.update(exact_accuracy=result["exact_curve"][-1], accuracy=result["token_curve"][-1])
+    if keep_predictions:
+        cat = lambda i: np.concatenate([k[i] for k in kept]) if kept else np.zeros(0)
+        result["predictions"] = dict(preds=cat(0), q_halt=cat(1), puzzle_identifiers=cat(2), example=cat(3))
+    return result
