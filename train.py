@@ -85,13 +85,13 @@ if not device:
     device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
 if ddp:
     rank, world_size, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    if global_batch_size % world_size:
+        raise SystemExit(f"global_batch_size={global_batch_size} is not divisible by the {world_size} ranks")
     if device.startswith("cuda"):
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 master = rank == 0
-if global_batch_size % world_size:
-    raise SystemExit(f"global_batch_size={global_batch_size} is not divisible by the {world_size} ranks")
 device_type = "cuda" if device.startswith("cuda") else device.split(":")[0]
 dtype = dtype or ("bfloat16" if device_type == "cuda" else "float32")
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
@@ -105,9 +105,8 @@ meta, train_arrays = load_split(data_dir, "train")
 test_meta, test_arrays = load_split(data_dir, "test") if os.path.exists(os.path.join(data_dir, "test")) else (None, None)
 batches = TrainBatches(train_arrays, global_batch_size, rank, world_size, seed, meta.get("ignore_label_id", 0))
 examples_per_epoch = meta["total_groups"] * meta["mean_puzzle_examples"]
-total_steps = max(1, int(epochs * examples_per_epoch / global_batch_size))
-if max_steps:
-    total_steps = min(total_steps, max_steps)
+total_steps = max(1, int(epochs * examples_per_epoch / global_batch_size))  # spans the lr schedule
+stop_step = min(total_steps, max_steps) if max_steps else total_steps
 steps_per_eval = int(eval_interval * examples_per_epoch / global_batch_size) if eval_interval else 0
 
 # model
@@ -256,6 +255,13 @@ def run_eval():
         res = evaluate(model, test_arrays, test_meta, eval_batch_size or global_batch_size, device,
                        autocast, rank=rank, world_size=world_size, keep_predictions=arc)
     model.train()
+    if world_size > 1:  # cheap guard: every rank must hold the same weights
+        checks = torch.stack([p.detach().double().sum() for p in model.parameters()])
+        all_sums = [torch.zeros_like(checks) for _ in range(world_size)]
+        dist.all_gather(all_sums, checks)
+        if master:
+            same = all(torch.equal(all_sums[0], s) for s in all_sums)
+            print(f"weights identical on all {world_size} ranks: {same}")
     if arc:  # vote over augmented versions, pass@K (prepare_arc.py)
         import prepare_arc
         gathered = [res.pop("predictions")]
@@ -284,7 +290,7 @@ if master:
 # the training loop: one supervision step per optimizer step, with the ACT carry
 model.train()
 sums, t_log, t_train, steps_logged = None, time.time(), 0.0, 0
-while step < total_steps:
+while step < stop_step:
     t0 = time.time()
     batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in next(batches).items()}
     if carry is None:
@@ -334,7 +340,7 @@ while step < total_steps:
     m = torch.stack([loss.detach()] + [metrics[k] for k in ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps")]).float()
     sums = m if sums is None else sums + m
     steps_logged += 1
-    last = step == total_steps or (max_time and t_train >= max_time)
+    last = step >= stop_step or (max_time and t_train >= max_time)
     eval_now = last or (steps_per_eval and step % steps_per_eval == 0)
     if step % log_interval == 0 or eval_now:  # also before every checkpoint: never save a NaN
         if world_size > 1:
@@ -345,8 +351,8 @@ while step < total_steps:
                              f"{out_dir} is untouched (try a lower lr or grad_clip)")
         n, dt = max(1.0, s[1]), (time.time() - t_log) / steps_logged
         if master:
-            eta = (total_steps - step) * dt
-            print(f"step {step}/{total_steps} epoch {batches.epoch}: loss {s[0] / steps_logged / global_batch_size:.4f} "
+            eta = (stop_step - step) * dt
+            print(f"step {step}/{stop_step} epoch {batches.epoch}: loss {s[0] / steps_logged / global_batch_size:.4f} "
                   f"acc {s[2] / n:.4f} exact {s[3] / n:.4f} q-halt {s[4] / n:.4f} steps {s[5] / n:.2f} "
                   f"lr {lr_at(step, lr):.2e} {dt * 1000:.0f} ms/step {global_batch_size / dt:.0f} samples/s "
                   f"ETA {eta / 3600:.1f} h")

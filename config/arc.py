@@ -1,0 +1,21 @@
+# ARC-AGI-1 (+ ConceptARC as extra training tasks). Paper: 44.6% pass@2 on the 400 evaluation
+# tasks; 4 H100 for about 3 days. The per-task puzzle embedding carries the task: it learns fast
+# (puzzle_emb_lr 1e-2) with light decay.
+#   python prepare_arc.py --version=1 --extra_kaggle=PATH/conceptarc   # -> data/arc1concept-aug-1000
+#   torchrun --nproc_per_node=8 train.py config/arc.py    # 8 GPUs: same global batch, ~half the time of 4
+#   python train.py config/arc.py                          # one GPU: weeks, not days
+data_dir = "data/arc1concept-aug-1000"
+out_dir = "out-arc"
+mlp_t = False
+pos_encodings = "rope"
+L_layers = 2
+H_cycles = 3
+L_cycles = 4
+global_batch_size = 768
+epochs = 100000
+eval_interval = 10000
+lr = 1e-4
+puzzle_emb_lr = 1e-2
+weight_decay = 0.1
+puzzle_emb_weight_decay = 0.1
+ema = True
