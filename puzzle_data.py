@@ -17,6 +17,7 @@ A *group* is one original puzzle with all its augmented versions, a *puzzle* is 
 
 This file also holds the small download helper the prepare scripts share (standard library only).
 """
+import http.client
 import json
 import os
 import shutil
@@ -284,7 +285,8 @@ def download(url, path, timeout=30, retries=3, progress=True):
                 os.remove(part)
                 continue
             raise ConnectionError(f"downloading {url} failed: HTTP {e.code} {e.reason}") from None
-        except (urllib.error.URLError, OSError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            # HTTPException: a chunked transfer cut midway raises IncompleteRead, not OSError
             if attempt == retries - 1:
                 reason = getattr(e, "reason", e)
                 raise ConnectionError(f"cannot download {url}: {reason}") from None
@@ -322,7 +324,7 @@ def evaluate(model, arrays, meta, batch_size, device, autocast, steps=None, act_
                            exact.sum(-1).double(), token.sum(-1).double()])
         if keep_predictions:
             n = len(idx)
-            kept.append((preds[-1, :n].cpu().numpy(), q_halt[-1, :n].float().cpu().numpy(),
+            kept.append((preds[-1, :n].to(torch.uint8).cpu().numpy(), q_halt[-1, :n].float().cpu().numpy(),
                          batch["puzzle_identifiers"][:n], idx))
     if world_size > 1 and dist.is_initialized():
         dist.all_reduce(sums)

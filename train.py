@@ -262,19 +262,24 @@ def run_eval():
         if master:
             same = all(torch.equal(all_sums[0], s) for s in all_sums)
             print(f"weights identical on all {world_size} ranks: {same}")
-    if arc:  # vote over augmented versions, pass@K (prepare_arc.py)
+    if arc:  # vote over the augmented versions of each task, pass@K (prepare_arc.py)
         import prepare_arc
-        gathered = [res.pop("predictions")]
+        mine = res.pop("predictions")
+        preds = [mine]
         if world_size > 1:
-            gathered = [None] * world_size
-            dist.all_gather_object(gathered, res.get("predictions"))
+            preds = [None] * world_size
+            dist.all_gather_object(preds, mine)
         if master:
-            res.update(prepare_arc.score_dataset(data_dir, gathered))
+            merged = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
+            scores = prepare_arc.score(merged, *prepare_arc.load_scoring(data_dir))
+            res.update({k: v for k, v in scores.items() if k.startswith("pass@")})
+            os.makedirs(out_dir, exist_ok=True)
+            prepare_arc.write_submission(os.path.join(out_dir, "submission.json"), scores["submission"])
     if master:
         print(f"eval @ step {step}: exact {res['exact_accuracy']:.4f} token {res['accuracy']:.4f} "
               f"q-halt {res['q_halt_accuracy']:.4f} steps {res['steps']:.2f} on {res['count']} "
               f"examples ({time.time() - t0:.1f}s)"
-              + "".join(f" pass@{k} {v:.4f}" for k, v in res.items() if k.startswith("pass@")))
+              + "".join(f" {k} {v:.4f}" for k, v in res.items() if k.startswith("pass@")))
     return res
 
 
