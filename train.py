@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from configurator import configure
-from model import TRM, TRMConfig, from_authors
+from model import TRM, AdamATan2, TRMConfig, from_authors, sign_sgd_
 from puzzle_data import TrainBatches, evaluate, load_split
 
 # -----------------------------------------------------------------------------
@@ -63,7 +63,7 @@ puzzle_emb_weight_decay = 1.0
 ema = True
 ema_rate = 0.999
 # evaluation, logging, checkpoints
-eval_interval = 5000         # epochs between evaluations (and checkpoints); 0: only at the end
+eval_interval = 5000         # epochs between evaluations and checkpoints; 0: no evaluation (sample.py scores), one checkpoint at the end
 eval_batch_size = 0          # 0: global_batch_size
 log_interval = 100           # optimizer steps between progress lines
 always_save_checkpoint = True
@@ -145,46 +145,6 @@ if freeze_weights:
         p.requires_grad_(False)
 
 
-class AdamATan2(torch.optim.Optimizer):
-    """Adam with atan2 in place of division (no epsilon), decoupled weight decay (TRM.md s.7):
-    p *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = lerp(v, g*g, 1-b2)
-    p -= lr / (1 - b1^t) * atan2(m, sqrt(v) / sqrt(1 - b2^t))"""
-
-    def __init__(self, params, lr, betas, weight_decay):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
-            if not ps:
-                continue
-            for p in ps:
-                if not self.state[p]:
-                    self.state[p] = dict(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-            states = [self.state[p] for p in ps]
-            grads, m, v = [p.grad for p in ps], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-            (b1, b2), lr, t = group["betas"], group["lr"], states[0]["step"] + 1
-            for s in states:
-                s["step"] = t
-            torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
-            torch._foreach_lerp_(m, grads, 1 - b1)
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
-            denom = torch._foreach_div(torch._foreach_sqrt(v), math.sqrt(1 - b2 ** t))
-            for p, mi, di in zip(ps, m, denom):
-                p.add_(torch.atan2(mi, di), alpha=-lr / (1 - b1 ** t))
-
-
-@torch.no_grad()
-def sign_sgd_(weight, grad, lr, wd):
-    """Sparse sign-SGD with decoupled weight decay on the rows present in `grad` (a sparse COO
-    gradient gathered from all ranks): duplicates are summed, other rows are not touched."""
-    grad = grad.coalesce()
-    rows, g = grad.indices()[0], grad.values()
-    weight[rows] = weight[rows] * (1 - lr * wd) - lr * torch.sign(g)
-
-
 def lr_at(step, base):
     """Linear warm-up, then cosine from base down to base * lr_min_ratio."""
     if step < lr_warmup_steps:
@@ -246,6 +206,15 @@ def save_checkpoint():
     os.replace(path + ".tmp", path)  # an interrupted save never replaces the last good checkpoint
 
 
+def check_ranks_agree():
+    """A cheap guard before each checkpoint: every rank must hold the same weights."""
+    checks = torch.stack([p.detach().double().sum() for p in model.parameters()])
+    gathered = [torch.zeros_like(checks) for _ in range(world_size)]
+    dist.all_gather(gathered, checks)
+    if master:
+        print(f"weights identical on all {world_size} ranks: {all(torch.equal(gathered[0], c) for c in gathered)}")
+
+
 def run_eval():
     if test_arrays is None:
         return {}
@@ -255,13 +224,6 @@ def run_eval():
         res = evaluate(model, test_arrays, test_meta, eval_batch_size or global_batch_size, device,
                        autocast, rank=rank, world_size=world_size, keep_predictions=arc)
     model.train()
-    if world_size > 1:  # cheap guard: every rank must hold the same weights
-        checks = torch.stack([p.detach().double().sum() for p in model.parameters()])
-        all_sums = [torch.zeros_like(checks) for _ in range(world_size)]
-        dist.all_gather(all_sums, checks)
-        if master:
-            same = all(torch.equal(all_sums[0], s) for s in all_sums)
-            print(f"weights identical on all {world_size} ranks: {same}")
     if arc:  # vote over the augmented versions of each task, pass@K (prepare_arc.py)
         import prepare_arc
         mine = res.pop("predictions")
@@ -366,7 +328,9 @@ while step < stop_step:
                                exact_accuracy=s[3] / n, steps=s[5] / n, lr=lr_at(step, lr)), step=step)
         sums, t_log, steps_logged = None, time.time(), 0
     if eval_now:
-        res = run_eval()
+        res = run_eval() if steps_per_eval else {}
+        if world_size > 1:
+            check_ranks_agree()
         if master and wandb_log and res:
             wandb.log({f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}, step=step)
         if always_save_checkpoint or last:
