@@ -172,7 +172,8 @@ if ckpt is not None:
         print(f"resumed from step {step} of {total_steps}")
 else:
     torch.manual_seed(seed + rank)  # halting exploration differs per rank; parameters are set
-train_step = torch.compile(model) if compile else model
+if compile:  # the recursion only: the embedding's sparse gradient and the loss stay eager
+    model.compile_recursion()
 
 
 class swap_in_ema:
@@ -263,7 +264,7 @@ while step < stop_step:
     if carry is None:
         carry = model.initial_carry(batch)
     with autocast:
-        carry, loss, metrics, _ = train_step(carry, batch)
+        carry, loss, metrics, _ = model(carry, batch)
     (loss / global_batch_size).backward()
     grads = [p.grad for p in dense if p.grad is not None]
     if world_size > 1 and grads:
