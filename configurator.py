@@ -27,6 +27,19 @@ def _check(key, value, defaults, where):
     return value
 
 
+def read_config_file(path):
+    """The assignments of a config file (plain Python), without private names, imports or functions."""
+    try:
+        with open(path) as f:
+            source = f.read()
+    except OSError as e:
+        raise SystemExit(f"cannot read config file {path}: {e.strerror}")
+    scope = {}
+    exec(compile(source, path, "exec"), {}, scope)
+    return {k: v for k, v in scope.items()
+            if not k.startswith("_") and not callable(v) and type(v).__name__ != "module"}
+
+
 def configure(namespace, argv=None, keys=None):
     """Apply config files and --key=value overrides from argv to `namespace` (a script's globals).
     `keys` are the overridable names (default: every int/float/bool/str global not starting
@@ -38,16 +51,8 @@ def configure(namespace, argv=None, keys=None):
     defaults = {k: namespace[k] for k in keys}
     for arg in argv:
         if not arg.startswith("--"):
-            try:
-                with open(arg) as f:
-                    source = f.read()
-            except OSError as e:
-                raise SystemExit(f"cannot read config file {arg}: {e.strerror}")
-            scope = {}
-            exec(compile(source, arg, "exec"), {}, scope)
-            for key, value in scope.items():
-                if not key.startswith("_") and not callable(value) and type(value).__name__ != "module":
-                    namespace[key] = _check(key, value, defaults, arg)
+            for key, value in read_config_file(arg).items():
+                namespace[key] = _check(key, value, defaults, arg)
         else:
             key, eq, text = arg[2:].partition("=")
             if not eq:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 import prepare_arc as arc
-from configurator import configure
+from configurator import configure, read_config_file
 from model import TRM, TRMConfig, from_authors
 from prepare_maze import CHARSET, check_maze
 from prepare_sudoku import BOXES, geometry
@@ -105,13 +105,7 @@ def load_model():
     if not isinstance(ckpt, dict) or not config:
         raise SystemExit(f"{path} is not a train.py checkpoint; for an authors' checkpoint give its "
                          f"architecture (--config=config/<task>.py) and data (--data_dir=data/...)")
-    try:
-        with open(config) as f:
-            source = f.read()
-    except OSError as e:
-        raise SystemExit(f"cannot read config file {config}: {e.strerror}")
-    arch = {}
-    exec(compile(source, config, "exec"), {}, arch)  # plain assignments, as train.py reads them
+    arch = read_config_file(config)  # plain assignments, as train.py reads them
     ddir = data_dir or arch.get("data_dir", "")
     meta_path = os.path.join(ddir, "train", "dataset.json")
     if not ddir or not os.path.exists(meta_path):
