@@ -4,7 +4,7 @@ as train.py runs them) and inference (all halt_max_steps supervision steps, then
 
     python bench.py                                     # Sudoku MLP model, batch 8, default device
     python bench.py --config=sudoku_att --device=cpu --threads=2
-    python bench.py --config=small_mlp --compile=True   # torch.compile, as train.py (time printed)
+    python bench.py --config=small_mlp --compile=True   # torch.compile the recursion (time printed)
     python bench.py --config=arc --infer_runs=0         # ARC size (a 1.7 GiB puzzle table), training only
     python bench.py --dtype=bfloat16                    # bf16 autocast: default on CUDA, AMX on recent Xeons
     python bench.py --config=quickstart                 # the model of config/sudoku6_cpu.py
@@ -35,7 +35,7 @@ config = "sudoku"       # a name below, 'quickstart', or a train.py config file
 batch_size = 0          # 0: the config's batch
 device = ""             # '' picks cuda, then mps, then cpu
 dtype = ""              # '' picks bfloat16 on cuda, float32 elsewhere
-compile = False         # training: torch.compile(model), as train.py; inference: compile_recursion
+compile = False         # TRM.compile_recursion, as train.py --compile=True
 threads = 0             # CPU threads; 0: torch's default (one per core)
 warmup = 2              # untimed training steps (and one untimed inference of each kind) first
 train_steps = 6         # timed training steps
@@ -159,7 +159,8 @@ if init_from:
         print(f"{len(idx)} test puzzles of {data_dir}")
 batch = {k: v.to(device) for k, v in batch.items()}
 trained = {k: v.clone() for k, v in model.state_dict().items()} if init_from else None
-forward = torch.compile(model) if compile else model
+if compile:
+    model.compile_recursion()
 dense = [p for n, p in model.named_parameters() if not n.startswith("puzzle_emb")]
 optimizer = AdamATan2(dense, lr=1e-4, betas=(0.9, 0.95), weight_decay=1.0)
 ema = [p.detach().clone() for p in dense]
@@ -171,7 +172,7 @@ def train_step():
     the puzzle-embedding rows, EMA; the metrics stay on the device."""
     global carry
     with autocast:
-        carry, loss, metrics, _ = forward(carry, batch)
+        carry, loss, metrics, _ = model(carry, batch)
     (loss / B).backward()
     optimizer.step()
     if cfg.puzzle_emb_ndim > 0:
@@ -245,8 +246,6 @@ if infer_runs:
     model.eval()
     if trained:  # time inference of the trained weights, not of the ones the timed steps moved
         model.load_state_dict(trained)
-    if compile:  # solve is not forward: compile its recursion (the no-grad graph)
-        model.compile_recursion()
     if device_type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     S = cfg.halt_max_steps

@@ -232,8 +232,8 @@ class TRM(nn.Module):
         """torch.compile deep_recursion in place, fusing the norms and activations of all its
         blocks: one graph in training (the no-grad cycles, the cycle with gradients and its
         backward), one under no_grad (solve, so evaluation too). The embedding, heads and loss
-        stay eager; torch.compile(model), as train.py does, also fuses those (~5% more in training)
-        but leaves solve eager."""
+        stay eager: torch.compile(model) would fuse those too (~5% more in training) but leaves
+        solve eager, and the table's sparse gradient must stay outside graphs (puzzle_rows)."""
         self.deep_recursion = torch.compile(self.deep_recursion, **kwargs)
         return self
 
