@@ -1,9 +1,11 @@
 """
 Correctness of the speed work (no timings here; bench.py times): the positions-mixing SwiGLU as
 one matrix product, torch.compile of the recursion, the float32 stablemax, the foreach AdamATan2,
-bf16 autocast, and inference that drops halted samples from the batch.
+sign-SGD without coalesce(), bf16 autocast, inference that drops halted samples from the batch,
+and (on CUDA) a training step without host synchronisation.
 
     python -m pytest -q tests/test_speed.py
+    TRM_TEST_COMPILE=1 python -m pytest -q tests/test_speed.py   # also inductor's generated code
 """
 import math
 import os
