@@ -12,7 +12,6 @@ Defaults below are the paper's Sudoku-Extreme MLP run; a config file overrides t
 """
 import math
 import os
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, fields
