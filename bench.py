@@ -7,6 +7,7 @@ as train.py runs them) and inference (all halt_max_steps supervision steps, then
     python bench.py --config=small_mlp --compile=True   # torch.compile the recursion (time printed)
     python bench.py --config=arc --infer_runs=0         # ARC size (a 1.7 GiB puzzle table), training only
     python bench.py --dtype=bfloat16                    # bf16 autocast: default on CUDA, AMX on recent Xeons
+    python bench.py --compile=True --dtype=bfloat16     # the fastest setting on a CPU with AMX
     python bench.py --config=quickstart                 # the model of config/sudoku6_cpu.py
     python bench.py --profile=True                      # where one training step spends its time
 
