@@ -4,8 +4,8 @@ Prepare Maze-Hard for TRM: find the shortest path from S to G in a size x size m
     python prepare_maze.py                                  # Maze-Hard from Hugging Face (network)
     python prepare_maze.py --source=csv --train_csv=train.csv --test_csv=test.csv  # local files
     python prepare_maze.py --source=generate                # offline: 1000 + 1000 hard 30x30 mazes
-    python prepare_maze.py --source=generate --size=13 --num_train=4000 --num_test=1000
-                                                # CPU quick start: data/maze-13x13, a few seconds
+    python prepare_maze.py --source=generate --size=9 --num_train=8000 --num_test=1000 --aug \
+        --output_dir=data/maze9                             # the CPU quick start, 3 s
     python prepare_maze.py --aug                            # + 8 dihedral versions (train only)
 
 A maze is a grid over "# SGo" (wall, open, start, goal, path); token = index + 1, pad 0, so

@@ -1,29 +1,38 @@
-"""The README's quick-start line, run as written but shrunk (fewer puzzles, a tiny model, a few
-steps) by flags appended to each command, so the line cannot silently rot."""
+"""The README's quick-start lines (Sudoku, maze), run as written but shrunk (fewer puzzles, a tiny
+model, a few steps) by flags appended to each command, so the lines cannot silently rot."""
 import os
 import re
 import shlex
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def quickstart_commands():
+def quickstart_commands(prepare):
     readme = open(os.path.join(ROOT, "README.md")).read()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    line = re.search(r"^(python prepare_sudoku\.py .*)$", section, re.M).group(1)
+    line = re.search(rf"^(python {prepare} .*)$", section, re.M).group(1)
     return [shlex.split(c) for c in line.split("&&")]
 
 
-def test_readme_quickstart_runs(tmp_path):
-    prepare, train, sample = quickstart_commands()
-    assert [c[1] for c in (prepare, train, sample)] == ["prepare_sudoku.py", "train.py", "sample.py"]
+SHRINK_DATA = {"prepare_sudoku.py": ["--num_train=300", "--num_test=40", "--num_aug=1"],
+               "prepare_maze.py": ["--num_train=100", "--num_test=40"]}
+
+
+@pytest.mark.parametrize("prepare_script", ["prepare_sudoku.py", "prepare_maze.py"])
+def test_readme_quickstart_runs(tmp_path, prepare_script):
+    """The Sudoku line and the maze line of the Quick start section."""
+    prepare, train, sample = quickstart_commands(prepare_script)
+    assert [c[1] for c in (prepare, train, sample)] == [prepare_script, "train.py", "sample.py"]
     data, out = str(tmp_path / "data"), str(tmp_path / "out")
     shrink = {  # argparse and configurator both let a later flag win
-        "prepare_sudoku.py": ["--num_train=300", "--num_test=40", "--num_aug=1", f"--output_dir={data}"],
+        prepare_script: SHRINK_DATA[prepare_script] + [f"--output_dir={data}"],
         "train.py": [f"--data_dir={data}", f"--out_dir={out}", "--hidden_size=32", "--max_steps=6",
-                     "--global_batch_size=16", "--halt_max_steps=3", "--log_interval=3", "--dtype=float32"],
+                     "--global_batch_size=16", "--halt_max_steps=3", "--log_interval=3", "--dtype=float32",
+                     "--compile=False"],
         "sample.py": [f"--out_dir={out}", "--dtype=float32"],
     }
     env = dict(os.environ, OMP_NUM_THREADS="1")
