@@ -31,14 +31,6 @@ LISTING_DIR = next((d for d in LISTING_DIRS if d and os.path.isdir(d)), None)
 NAMES = ["sudoku-mlp", "sudoku-att", "maze", "arc"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: on a busy machine extra intra-op threads only wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 # key and shape columns of shared/official_state_dict_keys/state_dict_keys_<name>.txt
 EMBEDDED = {
     "sudoku-mlp": """

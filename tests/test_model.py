@@ -21,15 +21,6 @@ import model as M  # noqa: E402
 from model import IGNORE, TRM, TRMConfig  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: on a busy machine extra intra-op threads only wait on each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny_cfg(**kw):
     """hidden 32, 2 heads, 9 puzzle positions + a 2-position puzzle-embedding prefix."""
     base = dict(seq_len=9, vocab_size=6, num_puzzle_identifiers=4, hidden_size=32, num_heads=2,

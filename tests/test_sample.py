@@ -28,8 +28,6 @@ import prepare_sudoku  # noqa: E402
 from model import TRM, TRMConfig, to_authors  # noqa: E402
 from puzzle_data import OutputDir, write_split  # noqa: E402
 
-torch.set_num_threads(1)  # tiny tensors: threads only add overhead on a shared machine
-
 ARCH = dict(hidden_size=32, num_heads=1, H_cycles=1, L_cycles=1, L_layers=1, mlp_t=False,
             pos_encodings="rope", puzzle_emb_ndim=32, puzzle_emb_len=1, halt_max_steps=4)
 

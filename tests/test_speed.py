@@ -16,18 +16,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model as M  # noqa: E402
-from model import IGNORE, TRM, AdamATan2, TRMConfig  # noqa: E402
+from model import IGNORE, AdamATan2  # noqa: E402
 
-torch.set_num_threads(1)
-
-
-def tiny(seed=0, **kw):
-    base = dict(seq_len=9, vocab_size=6, num_puzzle_identifiers=4, hidden_size=32, num_heads=2,
-                L_layers=2, H_cycles=2, L_cycles=2, mlp_t=False, pos_encodings="rope",
-                puzzle_emb_ndim=32, puzzle_emb_len=2, halt_max_steps=4, halt_exploration_prob=0.0)
-    base.update(kw)
-    torch.manual_seed(seed)
-    return TRM(TRMConfig(**base), verbose=False)
+from test_model import tiny_model as tiny  # noqa: E402  (hidden 32, rope, 2-position prefix)
 
 
 def batch_for(cfg, B, seed=0):
