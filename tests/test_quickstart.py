@@ -14,7 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def quickstart_commands(prepare):
     readme = open(os.path.join(ROOT, "README.md")).read()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    line = re.search(rf"^(python {prepare} .*)$", section, re.M).group(1)
+    line = re.search(rf"^(python {re.escape(prepare)} .*)$", section, re.M).group(1)
     return [shlex.split(c) for c in line.split("&&")]
 
 
