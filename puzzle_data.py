@@ -17,6 +17,7 @@ A *group* is one original puzzle with all its augmented versions, a *puzzle* is 
 
 This file also holds the small download helper the prepare scripts share (standard library only).
 """
+import glob
 import http.client
 import json
 import os
@@ -31,30 +32,114 @@ import numpy as np
 # -----------------------------------------------------------------------------
 # writing
 
+MARK = ".trm-dataset"  # written first into every dataset a builder makes: the proof it may replace it
+DATASET_FILES = {MARK, "identifiers.json", "test_puzzles.json", "train", "test"}
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
+
+
+def not_ours(path):
+    """Why the folder `path` is not a dataset a builder of this project made (None if it is):
+    it must hold the MARK file and nothing but dataset files, so replacing it destroys nothing else."""
+    names = os.listdir(path)
+    if MARK not in names:
+        return f"it has no {MARK} file, so it was not built by this project"
+    for name in names:
+        sub = os.path.join(path, name)
+        if name not in DATASET_FILES or (name in ("train", "test")) != os.path.isdir(sub):
+            return f"it holds {name!r}, which is not part of a dataset"
+        if name in ("train", "test"):
+            extra = [f for f in os.listdir(sub) if not (f == "dataset.json" or
+                     (f.startswith("all__") and f.endswith(".npy")))]
+            if extra:
+                return f"it holds {os.path.join(name, extra[0])!r}, which is not part of a dataset"
+    return None
+
+
 class OutputDir:
-    """Build a dataset directory under a temporary name and rename it into place on success.
+    """Build a dataset folder under a temporary name and move it into place when complete.
 
-    An interrupted prepare leaves only `NAME.tmp-<pid>`, never a `NAME` that looks complete.
-
-        with OutputDir("data/sudoku") as tmp:
+        out = OutputDir("data/sudoku")   # checks the target at once, before any work
+        ...
+        with out as tmp:
             write_split(tmp, "train", ...)
+
+    Nothing a user made is ever deleted: an existing target is replaced only when it is a dataset
+    built here (it holds the MARK file and nothing but dataset files), or when it is empty. The
+    swap is atomic: the old dataset is moved aside, the new one moved in, then the old one
+    deleted, so a kill leaves either dataset whole. An interrupted run leaves only
+    `NAME.tmp-<pid>`; the next build of NAME removes such folders of processes that are gone.
+    Errors are one line (SystemExit) naming the folder.
     """
     def __init__(self, path):
-        self.path = os.path.normpath(path)
+        if not str(path).strip():
+            raise SystemExit("the output folder is empty: give --output_dir=data/NAME")
+        self.path = os.path.normpath(str(path))
         self.tmp = f"{self.path}.tmp-{os.getpid()}"
+        self.check()
+        for stale in glob.glob(glob.escape(self.path) + ".tmp-*") + glob.glob(glob.escape(self.path) + ".old-*"):
+            pid = stale.rsplit("-", 1)[1]
+            gone = pid.isdigit() and (int(pid) == os.getpid() or not pid_alive(int(pid)))
+            if gone and os.path.exists(os.path.join(stale, MARK)):
+                print(f"removing {stale}, left by an interrupted build")
+                shutil.rmtree(stale, ignore_errors=True)
+        try:  # can we write there? (create and remove the temporary folder once, before any work)
+            os.makedirs(self.tmp)
+            os.rmdir(self.tmp)
+        except OSError as e:
+            raise SystemExit(f"{self.path}: cannot write a dataset there ({e.strerror}: {e.filename})")
+
+    def check(self):
+        here, target = os.path.realpath(os.getcwd()), os.path.realpath(self.path)
+        if here == target or here.startswith(target.rstrip(os.sep) + os.sep):
+            raise SystemExit(f"{self.path}: refusing to build a dataset over the current folder "
+                             f"or one that contains it: give --output_dir=data/NAME")
+        if os.path.lexists(self.path):
+            if not os.path.isdir(self.path) or os.path.islink(self.path):
+                raise SystemExit(f"{self.path} exists and is not a folder: choose another --output_dir")
+            try:
+                why = os.listdir(self.path) and not_ours(self.path)
+            except OSError as e:
+                raise SystemExit(f"{self.path}: cannot read it ({e.strerror})")
+            if why:
+                raise SystemExit(f"{self.path} exists and {why}: choose another --output_dir, "
+                                 f"or move it away yourself")
 
     def __enter__(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        os.makedirs(self.tmp)
+        try:
+            os.makedirs(self.tmp)
+            write_json(os.path.join(self.tmp, MARK), dict(built_by=os.path.basename(sys.argv[0]), args=sys.argv[1:]))
+        except OSError as e:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise SystemExit(f"{self.path}: cannot write a dataset there ({e.strerror}: {e.filename})")
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return False
-        if os.path.exists(self.path):
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
+        try:
+            self.check()  # again: the target may have changed while we built
+        except SystemExit as e:
+            raise SystemExit(f"{e} (the new dataset is in {self.tmp})") from None
+        if not os.path.exists(self.path):
+            os.replace(self.tmp, self.path)
+        elif not os.listdir(self.path):
+            os.rmdir(self.path)
+            os.replace(self.tmp, self.path)
+        else:
+            old = f"{self.path}.old-{os.getpid()}"
+            os.replace(self.path, old)
+            os.replace(self.tmp, self.path)
+            shutil.rmtree(old)
         return False
 
 

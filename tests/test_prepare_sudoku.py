@@ -166,7 +166,7 @@ def test_generator_test_split_never_shares_a_grid(tmp_path):
 def test_every_written_grid_is_solved_and_agrees(tmp_path, size):
     q, a, _ = (x[:8] for x in puzzles(size))
     num_aug = 40
-    ps.write_dataset(str(tmp_path / "d"), size, (q, a), (q[:3], a[:3]), num_aug,
+    ps.write_dataset(ps.OutputDir(str(tmp_path / "d")), size, (q, a), (q[:3], a[:3]), num_aug,
                      np.random.default_rng(0))
     meta, tr = load_split(str(tmp_path / "d"), "train")
     assert meta["vocab_size"] == size + 2 and meta["seq_len"] == size * size
@@ -259,7 +259,7 @@ def test_interrupted_build_leaves_no_dataset(tmp_path, monkeypatch):
         return real(root, split, *args, **kw)
     monkeypatch.setattr(ps, "write_split", write_split)
     with pytest.raises(KeyboardInterrupt):
-        ps.write_dataset(str(tmp_path / "d"), 6, (q, a), (q, a), 2, np.random.default_rng(0))
+        ps.write_dataset(ps.OutputDir(str(tmp_path / "d")), 6, (q, a), (q, a), 2, np.random.default_rng(0))
     assert os.listdir(tmp_path) == []
 
 # -----------------------------------------------------------------------------
