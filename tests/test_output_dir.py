@@ -8,7 +8,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from puzzle_data import MARK, OutputDir, write_json  # noqa: E402
+from data_writer import MARK, OutputDir, write_json  # noqa: E402
 
 SMALL = {  # a few seconds each
     "prepare_sudoku.py": ["--source=generate", "--size=4", "--num_train=20", "--num_test=5", "--num_aug=1"],

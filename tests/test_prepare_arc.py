@@ -8,6 +8,13 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import prepare_arc as arc  # noqa: E402
+import puzzles as P  # noqa: E402
+from data_writer import write_json  # noqa: E402
+
+
+def unaugment(grid, k, mapping):
+    """The inverse of P.augment (scoring does the same with a lookup table)."""
+    return np.argsort(mapping).astype(np.uint8)[P.inverse_dihedral(grid, k)]
 
 rng = np.random.default_rng(0)
 
@@ -38,58 +45,58 @@ def test_augment_encode_decode_round_trip(shape):
     for k in range(8):
         for _ in range(3):
             mapping = random_map()
-            aug = arc.augment(grid, k, mapping)
-            assert np.array_equal(arc.unaugment(aug, k, mapping), grid)
+            aug = P.augment(grid, k, mapping)
+            assert np.array_equal(unaugment(aug, k, mapping), grid)
             h, w = aug.shape
             for offset in [(0, 0), (30 - h, 30 - w), (rng.integers(0, 31 - h), rng.integers(0, 31 - w))]:
-                tokens = arc.encode_grid(aug, offset)
+                tokens = P.encode_grid(aug, offset)
                 assert tokens.shape == (900,) and tokens.dtype == np.uint8
-                assert np.array_equal(arc.decode_grid(tokens), aug)
+                assert np.array_equal(P.decode_grid(tokens), aug)
             name = arc.version_names("task", [k], [mapping])[0]
-            assert arc.parse_name(name)[0] == "task"
-            assert np.array_equal(arc.unaugment(aug, *arc.parse_name(name)[1:]), grid)
-        assert np.array_equal(arc.inverse_dihedral(arc.dihedral(grid, k), k), grid)
+            assert P.parse_name(name)[0] == "task"
+            assert np.array_equal(unaugment(aug, *P.parse_name(name)[1:]), grid)
+        assert np.array_equal(P.inverse_dihedral(P.dihedral(grid, k), k), grid)
 
 
 def test_dihedral_matches_the_authors_numbering():
     g = np.arange(6).reshape(2, 3)
     expected = [g, np.rot90(g), np.rot90(g, 2), np.rot90(g, 3), g[:, ::-1], g[::-1], g.T, np.rot90(g)[:, ::-1]]
     for k in range(8):
-        assert np.array_equal(arc.dihedral(g, k), expected[k])
+        assert np.array_equal(P.dihedral(g, k), expected[k])
     assert arc.version_names("x", [0, 3], [np.arange(10), [0, 2, 1, 3, 4, 5, 6, 7, 8, 9]]) == \
         ["x", "x|||t3|||0213456789"]
 
 
 def test_encode_layout_and_invalid_decodes():
-    canvas = arc.encode_grid([[0, 1, 2], [3, 4, 5]], offset=(1, 2)).reshape(30, 30)
+    canvas = P.encode_grid([[0, 1, 2], [3, 4, 5]], offset=(1, 2)).reshape(30, 30)
     assert (canvas[1:3, 2:5] == np.array([[2, 3, 4], [5, 6, 7]])).all()
     assert (canvas[3, 2:5] == 1).all() and (canvas[1:3, 5] == 1).all()   # markers
     assert canvas[3, 5] == 0 and canvas.sum() == 27 + 5                  # no corner, pad elsewhere
-    full = arc.encode_grid(np.full((30, 30), 9))
+    full = P.encode_grid(np.full((30, 30), 9))
     assert (full == 11).all()                                             # no room for markers
-    good = arc.encode_grid([[1, 2], [3, 4]])
-    assert arc.decode_grid(np.zeros(900, np.uint8)) is None
+    good = P.encode_grid([[1, 2], [3, 4]])
+    assert P.decode_grid(np.zeros(900, np.uint8)) is None
     for cell, token in [(1, 0), (31, 1), (30, 12), (2, 0), (60, 0)]:    # pad, marker, bad token inside,
         bad = good.copy()
         bad[cell] = token
-        assert arc.decode_grid(bad) is None
+        assert P.decode_grid(bad) is None
     marker_first = good.copy()
     marker_first[0] = 1
-    assert arc.decode_grid(marker_first) is None
+    assert P.decode_grid(marker_first) is None
 
 def test_batched_extents_agree_with_decode_grid():
     # score() crops all predictions at once with grid_extents; it must agree with decode_grid
     rows = []
     for _ in range(300):
-        tokens = arc.encode_grid(random_grid(rng.integers(1, 31), rng.integers(1, 31)))
+        tokens = P.encode_grid(random_grid(rng.integers(1, 31), rng.integers(1, 31)))
         for _ in range(rng.integers(0, 3)):   # corrupt a few cells, mostly near the grid's edges
             tokens[rng.integers(0, 900)] = rng.choice([0, 1, 5, 12])
         rows.append(tokens)
     rows = np.stack(rows)
     rows[:5, 0] = 0                           # a pad corner: never a test-split grid
-    h, w, ok = arc.grid_extents(rows.reshape(-1, 30, 30))
+    h, w, ok = P.grid_extents(rows.reshape(-1, 30, 30))
     for t, hi, wi, oki in zip(rows, h, w, ok):
-        expected = arc.decode_grid(t) if t[0] != 0 else None
+        expected = P.decode_grid(t) if t[0] != 0 else None
         assert oki == (expected is not None)
         if oki:
             assert np.array_equal(t.reshape(30, 30)[:hi, :wi] - 2, expected)
@@ -111,7 +118,7 @@ def test_batched_extents_agree_with_decode_grid():
 ])
 def test_bad_input_names_task_and_example(task, message):
     with pytest.raises(ValueError, match=message):
-        arc.check_task("T", task)
+        P.check_task("T", task)
 
 # -----------------------------------------------------------------------------
 # building on real tasks
@@ -127,8 +134,8 @@ def real_tasks():
 
 def build(tmp_path, real_tasks, num_aug=20, seed=0, name="d"):
     train, evals = real_tasks
-    counts = arc.build({n: arc.check_task(n, t) for n, t in train.items()},
-                       {n: arc.check_task(n, t) for n, t in evals.items()},
+    counts = arc.build({n: P.check_task(n, t) for n, t in train.items()},
+                       {n: P.check_task(n, t) for n, t in evals.items()},
                        str(tmp_path / name), num_aug, seed, test_puzzles=evals)
     return counts, str(tmp_path / name)
 
@@ -144,7 +151,7 @@ def test_build_counts_and_rows_map_back(tmp_path, real_tasks):
     identifiers = read_json(os.path.join(d, "identifiers.json"))
     assert identifiers[0] == "<blank>" and len(set(identifiers)) == len(identifiers) == counts["identifiers"]
     tasks = {**train, **evals}
-    versions = {n: sum(arc.parse_name(i)[0] == n for i in identifiers[1:]) for n in tasks}
+    versions = {n: sum(P.parse_name(i)[0] == n for i in identifiers[1:]) for n in tasks}
     assert all(1 < v <= 21 for v in versions.values())
     assert all(i in tasks for i in identifiers[1:] if "|||" not in i)      # version 0 keeps the plain name
     for split, groups in (("train", tasks), ("test", evals)):
@@ -157,17 +164,17 @@ def test_build_counts_and_rows_map_back(tmp_path, real_tasks):
         assert len(a["inputs"]) == sum(versions[n] * len(pairs[n]) for n in groups)
         assert meta["seq_len"] == 900 and meta["vocab_size"] == 12 and a["inputs"].dtype == np.uint8
         for p, pid in enumerate(a["puzzle_identifiers"]):
-            task, k, mapping = arc.parse_name(identifiers[pid])
+            task, k, mapping = P.parse_name(identifiers[pid])
             rows = range(a["puzzle_indices"][p], a["puzzle_indices"][p + 1])
             assert len(rows) == len(pairs[task])
             at_origin = 0
             for j, row in enumerate(rows):   # example j of a version is pair j of its task
                 for field, key in (("inputs", "input"), ("labels", "output")):
-                    grid = arc.decode_grid(a[field][row])
-                    assert np.array_equal(arc.unaugment(grid, k, mapping), pairs[task][j][key])
+                    grid = P.decode_grid(a[field][row])
+                    assert np.array_equal(unaugment(grid, k, mapping), pairs[task][j][key])
                 at_origin += a["inputs"][row][0] > 1 and a["labels"][row][0] > 1
                 if split == "test":
-                    assert np.array_equal(a["labels"][row], arc.encode_grid(arc.decode_grid(a["labels"][row])))
+                    assert np.array_equal(a["labels"][row], P.encode_grid(P.decode_grid(a["labels"][row])))
             assert at_origin >= 1          # one example per version is not translated
     assert read_json(os.path.join(d, "test_puzzles.json")) == evals
 
@@ -195,7 +202,7 @@ def test_duplicate_versions_are_skipped():
     trans = arc.transforms([(np.full((2, 2), 3, np.uint8), np.eye(2, dtype=np.uint8) * 3)])
     ks, maps = arc.choose_versions(trans, 50, np.random.default_rng(0))
     assert len(ks) == 2 * 9  # eye is fixed by 4 of the 8 transforms
-    assert len({(arc.augment(np.eye(2, dtype=np.uint8) * 3, k, m).tobytes(), m[3]) for k, m in zip(ks, maps)}) == 18
+    assert len({(P.augment(np.eye(2, dtype=np.uint8) * 3, k, m).tobytes(), m[3]) for k, m in zip(ks, maps)}) == 18
 
 # -----------------------------------------------------------------------------
 # scoring
@@ -207,8 +214,8 @@ def versions_of(task, n):
 
 def predict(name, grid):
     """The tokens a perfect model outputs for `grid` (original colours) under version `name`."""
-    _, k, mapping = arc.parse_name(name)
-    return arc.encode_grid(arc.augment(np.array(grid, np.uint8), k, mapping))
+    _, k, mapping = P.parse_name(name)
+    return P.encode_grid(P.augment(np.array(grid, np.uint8), k, mapping))
 
 
 def scoring_setup():
@@ -224,26 +231,26 @@ def test_perfect_predictions_and_submission_shape(tmp_path):
     right, wrong, test_puzzles, identifiers = scoring_setup()
     preds = []
     for pid, name in enumerate(identifiers[1:], 1):
-        task = arc.parse_name(name)[0]
+        task = P.parse_name(name)[0]
         for j, pair in enumerate(test_puzzles[task]["test"]):
             preds.append((pid, j, predict(name, pair["output"]), 1.0))
-    result = arc.score(preds, identifiers, test_puzzles)
-    assert all(result[f"pass@{k}"] == 1.0 for k in arc.PASS_KS)
+    result = P.score(preds, identifiers, test_puzzles)
+    assert all(result[f"pass@{k}"] == 1.0 for k in P.PASS_KS)
     assert result["invalid"] == 0 and result["tasks"] == 2
     sub = result["submission"]
     assert set(sub) == {"a", "b"} and [len(v) for v in sub.values()] == [1, 2]
     assert sub["b"][1] == {"attempt_1": [[8]], "attempt_2": [[8]]}
     path = str(tmp_path / "submission.json")
-    arc.write_submission(path, sub)
+    write_json(path, sub)
     loaded = read_json(path)
     assert all(set(a) == {"attempt_1", "attempt_2"} and isinstance(a["attempt_1"][0][0], int)
                for v in loaded.values() for a in v)
     # the same predictions in test-split order, without test indices, and as evaluate()'s arrays
     three = [(pid, tok, q) for pid, j, tok, q in preds]
-    assert arc.score(three, identifiers, test_puzzles)["pass@1"] == 1.0
+    assert P.score(three, identifiers, test_puzzles)["pass@1"] == 1.0
     arrays = dict(puzzle_identifiers=np.array([p[0] for p in three])[::-1], preds=np.stack([p[1] for p in three])[::-1],
                   q_halt=np.ones(len(three))[::-1], example=np.arange(len(three))[::-1])
-    assert arc.score(arrays, identifiers, test_puzzles)["pass@1"] == 1.0
+    assert P.score(arrays, identifiers, test_puzzles)["pass@1"] == 1.0
 
 
 def test_votes_ties_invalid_and_partial_tasks():
@@ -256,7 +263,7 @@ def test_votes_ties_invalid_and_partial_tasks():
     b = identifiers[7:]
     preds += [(7 + i, 0, predict(n, [[7, 7]]), 0.0) for i, n in enumerate(b)]      # b: input 0 right,
     preds += [(7 + i, 1, predict(n, [[9]]), 0.0) for i, n in enumerate(b)]         # input 1 wrong
-    r = arc.score(preds, identifiers, test_puzzles)
+    r = P.score(preds, identifiers, test_puzzles)
     assert r["per_task"]["a"][1] == 0.0 and r["per_task"]["a"][2] == 1.0
     assert r["per_task"]["b"][1] == 0.5 and r["per_task"]["b"][1000] == 0.5
     assert r["pass@1"] == 0.25 and r["pass@2"] == 0.75
@@ -266,9 +273,9 @@ def test_votes_ties_invalid_and_partial_tasks():
     for q_right, expected in ((3.0, 1.0), (-3.0, 0.0)):
         tie = [(1, 0, predict(a[0], wrong), 0.0), (2, 0, predict(a[1], wrong), 0.0),
                (3, 0, predict(a[2], right), q_right), (4, 0, predict(a[3], right), q_right)]
-        assert arc.score(tie, identifiers, test_puzzles)["per_task"]["a"][1] == expected
+        assert P.score(tie, identifiers, test_puzzles)["per_task"]["a"][1] == expected
     # nothing predicted: scored 0, with a stand-in submission
-    r = arc.score([], identifiers, test_puzzles)
+    r = P.score([], identifiers, test_puzzles)
     assert r["pass@2"] == 0.0 and r["inputs_without_prediction"] == 3
     assert r["submission"]["b"][0] == {"attempt_1": [[0]], "attempt_2": [[0]]}
 
@@ -292,7 +299,7 @@ def test_main_sources_warnings_and_invalid(tmp_path, real_tasks, monkeypatch, ca
     os.makedirs(tmp_path / "dir" / "sub")
     dump_json(evals[sorted(evals)[0]], tmp_path / "dir" / "sub" / f"{sorted(evals)[0]}.json")
     args = [f"--extra_kaggle={tmp_path}/extra", f"--extra_dir={tmp_path}/dir", "--num_aug=3",
-            f"--output_dir={tmp_path}/out"]
+            f"--output_dir={tmp_path}/out", "--no_conceptarc"]
     with pytest.raises(SystemExit, match="task bad train example 0 input: not rectangular"):
         arc.main(args)
     counts = arc.main(args + ["--skip_invalid"])
@@ -301,18 +308,18 @@ def test_main_sources_warnings_and_invalid(tmp_path, real_tasks, monkeypatch, ca
     assert counts["train"]["groups"] == len(train) + len(evals) + 1 and counts["test"]["groups"] == len(evals)
     # a test set without solutions: built, unscored, still a submission
     write_kaggle(str(tmp_path / "hidden"), evals, solutions=False)
-    arc.main([f"--test_kaggle={tmp_path}/hidden", "--num_aug=2", f"--output_dir={tmp_path}/hidden_out"])
-    identifiers, test_puzzles = arc.load_scoring(str(tmp_path / "hidden_out"))
-    r = arc.score([], identifiers, test_puzzles)
+    arc.main([f"--test_kaggle={tmp_path}/hidden", "--num_aug=2", f"--output_dir={tmp_path}/hidden_out", "--no_conceptarc"])
+    identifiers, test_puzzles = P.load_scoring(str(tmp_path / "hidden_out"))
+    r = P.score([], identifiers, test_puzzles)
     assert r["tasks"] == 0 and r["unscored_tasks"] == len(evals) and set(r["submission"]) == set(evals)
 
 
 def test_scoring_the_built_test_split(tmp_path, real_tasks):
     _, d = build(tmp_path, real_tasks, num_aug=10)
     a = load(d, "test")
-    identifiers, test_puzzles = arc.load_scoring(d)
+    identifiers, test_puzzles = P.load_scoring(d)
     example_puzzle = np.repeat(np.arange(len(a["puzzle_identifiers"])), np.diff(a["puzzle_indices"]))
-    tix = arc.test_input_index(a["puzzle_indices"])
+    tix = P.test_input_index(a["puzzle_indices"])
     preds = [(a["puzzle_identifiers"][p], j, lab, 0.0) for p, j, lab in zip(example_puzzle, tix, a["labels"])]
-    r = arc.score(preds, identifiers, test_puzzles)
+    r = P.score(preds, identifiers, test_puzzles)
     assert r["pass@1"] == 1.0 and r["invalid"] == 0 and r["tasks"] == len(test_puzzles)

@@ -15,18 +15,19 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import prepare_maze as pm  # noqa: E402
+import puzzles as P  # noqa: E402
 from puzzle_data import load_split  # noqa: E402
 
 
 def text(grid):
-    return "".join(pm.CHARSET[t - 1] for t in np.asarray(grid).ravel())
+    return "".join(P.CHARSET[t - 1] for t in np.asarray(grid).ravel())
 
 
 def reference_moves(inp, label):
     """Assert (inp, label) is a maze whose label marks its unique shortest S-G path; return its
     length. Plain BFS over a dict with exact path counts, sharing no code with prepare_maze."""
     n, m = inp.shape
-    cell = {(r, c): pm.CHARSET[inp[r, c] - 1] for r in range(n) for c in range(m)}
+    cell = {(r, c): P.CHARSET[inp[r, c] - 1] for r in range(n) for c in range(m)}
     assert sorted(cell.values()).count("S") == 1 and sorted(cell.values()).count("G") == 1
     assert "o" not in cell.values()
     start = next(p for p, ch in cell.items() if ch == "S")
@@ -45,8 +46,8 @@ def reference_moves(inp, label):
                 ways[v] += ways[u]
     assert ways.get(goal) == 1, f"{ways.get(goal)} shortest paths"
     # the input is the label with the path removed
-    assert np.array_equal(np.where(label == pm.PATH, pm.OPEN, label), inp)
-    path = set(zip(*map(list, np.nonzero(label == pm.PATH))))
+    assert np.array_equal(np.where(label == P.PATH, P.OPEN, label), inp)
+    path = set(zip(*map(list, np.nonzero(label == P.PATH))))
     assert len(path) == dist[goal] - 1
     u = start  # walk S -> G over the 'o' cells: a walk of dist[goal] moves is a shortest path
     for _ in range(len(path)):
@@ -63,7 +64,7 @@ def test_generated_labels_are_unique_shortest_paths():
             inp, label = pm.generate_maze(size, rng)
             assert inp.shape == (size, size) and inp.dtype == np.uint8
             assert reference_moves(inp, label) >= pm.default_min_path_len(size)
-            assert pm.check_maze(inp, label) is None
+            assert P.check_maze(inp, label) is None
             # the reader's own solver agrees
             again, moves, unique = pm.shortest_path_label(inp)
             assert unique and np.array_equal(again, label)
@@ -77,44 +78,44 @@ def test_min_path_len_and_loops():
         assert reference_moves(inp, label) >= 40
     inp, _ = pm.generate_maze(15, rng, loops=0)  # a perfect maze: open cells form a tree
     k = 7
-    assert (inp != pm.WALL).sum() == 2 * k * k - 1
+    assert (inp != P.WALL).sum() == 2 * k * k - 1
     with pytest.raises(ValueError, match="lower --min_path_len"):
         pm.generate_maze(9, rng, min_path_len=200, max_tries=5)
 
 
 def test_dihedral():
     grid = np.arange(12).reshape(3, 4)
-    versions = [pm.dihedral(grid, k) for k in range(8)]
+    versions = [P.dihedral(grid, k) for k in range(8)]
     assert len({(v.shape, v.tobytes()) for v in versions}) == 8  # all distinct
     assert all(sorted(v.ravel()) == list(range(12)) for v in versions)
     rng = np.random.default_rng(3)
     for _ in range(10):
         inp, label = pm.generate_maze(11, rng)
-        moves = {reference_moves(pm.dihedral(inp, k), pm.dihedral(label, k)) for k in range(8)}
+        moves = {reference_moves(P.dihedral(inp, k), P.dihedral(label, k)) for k in range(8)}
         assert len(moves) == 1
 
 
 def test_check_maze_rejects_wrong_labels():
     rows = ["#######", "#S   G#", "# ### #", "#     #", "#######", "#######", "#######"]
-    inp = pm.TOKEN[np.frombuffer("".join(rows).encode(), np.uint8)].reshape(7, 7)
+    inp = P.TOKEN[np.frombuffer("".join(rows).encode(), np.uint8)].reshape(7, 7)
     right = inp.copy()
-    right[1, 2:5] = pm.PATH
-    assert pm.check_maze(inp, right) is None
+    right[1, 2:5] = P.PATH
+    assert P.check_maze(inp, right) is None
     detour = inp.copy()
-    detour[2, 1] = detour[3, 1:6] = detour[2, 5] = pm.PATH  # 8 moves around the block, not 4
-    assert "not a shortest path" in pm.check_maze(inp, detour)
+    detour[2, 1] = detour[3, 1:6] = detour[2, 5] = P.PATH  # 8 moves around the block, not 4
+    assert "not a shortest path" in P.check_maze(inp, detour)
     short = right.copy()
-    short[1, 3] = pm.OPEN
-    assert "not a shortest path" in pm.check_maze(inp, short)
+    short[1, 3] = P.OPEN
+    assert "not a shortest path" in P.check_maze(inp, short)
     extra = right.copy()
-    extra[3, 3] = pm.PATH
-    assert "not a shortest path" in pm.check_maze(inp, extra)
+    extra[3, 3] = P.PATH
+    assert "not a shortest path" in P.check_maze(inp, extra)
     scattered = right.copy()  # the right number of cells, but not a path
-    scattered[1, 4], scattered[3, 3] = pm.OPEN, pm.PATH
-    assert "not a shortest path" in pm.check_maze(inp, scattered)
+    scattered[1, 4], scattered[3, 3] = P.OPEN, P.PATH
+    assert "not a shortest path" in P.check_maze(inp, scattered)
     on_wall = right.copy()
-    on_wall[2, 3] = pm.PATH
-    assert "answer is not the question" in pm.check_maze(inp, on_wall)
+    on_wall[2, 3] = P.PATH
+    assert "answer is not the question" in P.check_maze(inp, on_wall)
 
 
 def write_csv(path, rows):
@@ -227,7 +228,7 @@ def test_generate_output_reproducible_and_loadable(tmp_path):
     for i in range(len(inputs)):  # every augmented label is a unique shortest path
         reference_moves(inputs[i], labels[i])
         if i % 8:  # a group's puzzles are the dihedral versions of its first one
-            assert np.array_equal(inputs[i], pm.dihedral(inputs[i - i % 8], i % 8))
+            assert np.array_equal(inputs[i], P.dihedral(inputs[i - i % 8], i % 8))
     _, test = load_split(out, "test")
     test_inputs = np.asarray(test["inputs"]).reshape(-1, 10, 10)
     assert len(test_inputs) == 30

@@ -223,10 +223,13 @@ def test_cli_csv_end_to_end_and_filters(tmp_path):
     hard = r >= threshold
     assert len(tr["inputs"]) == 4 * hard.sum() and len(te["inputs"]) == hard[:5].sum()
     assert sorted(bytes(g) for g in tr["inputs"][::4] - 1) == sorted(bytes(g) for g in q[hard])
-    ps.main(args + ["--num_aug=0", "--subsample_size=5", f"--test_csv={tmp_path}/empty.csv"])
+    ps.main(args + ["--num_aug=0", "--subsample_size=5"])
     meta, tr = load_split(str(out), "train")
     assert (meta["total_puzzles"], meta["total_groups"]) == (5, 5) and (tr["inputs"] - 1 <= 9).all()
-    assert load_split(str(out), "test")[0]["total_puzzles"] == 0
+    before = open(out / "train" / "all__inputs.npy", "rb").read()
+    with pytest.raises(SystemExit, match="empty.csv: no test puzzles"):  # an empty split is an error
+        ps.main(args + ["--num_aug=0", "--subsample_size=5", f"--test_csv={tmp_path}/empty.csv"])
+    assert open(out / "train" / "all__inputs.npy", "rb").read() == before  # the dataset is untouched
 
 
 def test_default_arguments_build_the_papers_set():

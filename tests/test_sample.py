@@ -22,11 +22,9 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import prepare_arc as arc  # noqa: E402
-import prepare_maze  # noqa: E402
-import prepare_sudoku  # noqa: E402
-from model import TRM, TRMConfig, to_authors  # noqa: E402
-from puzzle_data import OutputDir, write_split  # noqa: E402
+import puzzles as P  # noqa: E402
+from checkpoint import to_authors  # noqa: E402
+from model import TRM, TRMConfig  # noqa: E402
 
 ARCH = dict(hidden_size=32, num_heads=1, H_cycles=1, L_cycles=1, L_layers=1, mlp_t=False,
             pos_encodings="rope", puzzle_emb_ndim=32, puzzle_emb_len=1, halt_max_steps=4)
@@ -55,7 +53,7 @@ def save_ckpt(out_dir, data_dir, halt_bias=None, seed=0):
     if halt_bias is not None:
         with torch.no_grad():
             model.q_head.bias[0] = halt_bias
-    ema = [p.detach().clone() for n, p in model.named_parameters() if not n.startswith("puzzle_emb")]
+    ema = {n: p.detach().clone() for n, p in model.dense_parameters()}
     os.makedirs(out_dir, exist_ok=True)
     torch.save(dict(model=model.state_dict(), ema=ema, optimizer={}, step=0, data={}, carry=None, rng={},
                     config=dict(data_dir=data_dir), model_args=asdict(model.cfg), dataset=meta),
@@ -63,25 +61,33 @@ def save_ckpt(out_dir, data_dir, halt_bias=None, seed=0):
     return out_dir
 
 
+def build(script, *args):
+    """Run a dataset builder as a user would (the builders are scripts, not libraries)."""
+    r = subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-2000:]
+
+
+def first_test_example(data):
+    return (np.load(os.path.join(data, "test", f"all__{k}.npy"))[0] for k in ("inputs", "labels"))
+
+
 @pytest.fixture(scope="module")
 def sudoku(tmp_path_factory):
     """4x4 Sudoku data and a model trained on it for 30 steps by train.py."""
     root = tmp_path_factory.mktemp("sudoku")
     data, out = str(root / "sudoku4"), str(root / "out")
-    q, a, _ = prepare_sudoku.generate(4, 72, np.random.default_rng(0))
-    with OutputDir(data) as d:
-        for split, rows in (("train", slice(0, 64)), ("test", slice(64, 72))):
-            n = len(q[rows])
-            write_split(d, split, q[rows] + 1, a[rows] + 1, np.zeros(n), np.arange(n + 1), np.arange(n + 1),
-                        vocab_size=6, num_puzzle_identifiers=1)
+    build("prepare_sudoku.py", "--source=generate", "--size=4", "--num_train=64", "--num_test=8", "--num_aug=0",
+          f"--output_dir={data}")
     cmd = [sys.executable, "train.py", f"--data_dir={data}", f"--out_dir={out}",
            *[f"--{k}={v}" for k, v in ARCH.items()], "--global_batch_size=16", "--max_steps=30",
            "--eval_interval=0", "--lr=3e-3", "--lr_warmup_steps=5", "--device=cpu"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-2000:]
+    x, y = first_test_example(data)
     return SimpleNamespace(root=root, data=data, out=out,
-                           puzzle="".join(str(v) if v else "." for v in q[64]), answer=a[64])
+                           puzzle="".join(str(v - 1) if v > 1 else "." for v in x), answer=y - 1)
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +95,9 @@ def maze(tmp_path_factory):
     """7x7 mazes; an untrained model whose halting logit is positive, so act_halt stops at step 1."""
     root = tmp_path_factory.mktemp("maze")
     data = str(root / "maze7")
-    rng, seen = np.random.default_rng(0), set()
-    with OutputDir(data) as d:
-        for split, n in (("train", 4), ("test", 3)):
-            x, y = prepare_maze.generate_split(n, 7, rng, None, prepare_maze.LOOPS, seen)
-            prepare_maze.write_maze_split(d, split, x, y, aug=False)
-    text = "\n".join("".join(prepare_maze.CHARSET[t - 1] for t in row) for row in x[0]) + "\n"
+    build("prepare_maze.py", "--source=generate", "--size=7", "--num_train=4", "--num_test=3", f"--output_dir={data}")
+    x, _ = first_test_example(data)
+    text = "\n".join("".join(P.CHARSET[t - 1] for t in row) for row in x.reshape(7, 7)) + "\n"
     (root / "maze.txt").write_text(text)
     return SimpleNamespace(root=root, data=data, out=save_ckpt(str(root / "out"), data, halt_bias=5.0),
                            file=str(root / "maze.txt"), text=text)
@@ -106,15 +109,24 @@ def flip_task(rng, tests=1, size=(3, 4)):
     return dict(train=pairs[:2], test=pairs[2:])
 
 
+def write_kaggle(prefix, tasks):
+    with open(f"{prefix}_challenges.json", "w") as f:
+        json.dump({n: dict(train=t["train"], test=[dict(input=p["input"]) for p in t["test"]]) for n, t in tasks.items()}, f)
+    with open(f"{prefix}_solutions.json", "w") as f:
+        json.dump({n: [p["output"] for p in t["test"]] for n, t in tasks.items()}, f)
+
+
 @pytest.fixture(scope="module")
 def arcdata(tmp_path_factory):
-    """Two training tasks and one evaluation task 'ev' (two test inputs), 3 augmentations each."""
+    """Two extra training tasks and one evaluation task 'ev' (two test inputs), 3 augmentations
+    each (the builder adds the ARC-AGI-1 tasks to training)."""
     root = tmp_path_factory.mktemp("arc")
     data, rng = str(root / "arc"), np.random.default_rng(0)
-    train = {"ta": flip_task(rng), "tb": flip_task(rng)}
     evals = {"ev": flip_task(rng, tests=2)}
-    arc.build({n: arc.check_task(n, t) for n, t in train.items()},
-              {n: arc.check_task(n, t) for n, t in evals.items()}, data, num_aug=3, seed=0, test_puzzles=evals)
+    write_kaggle(root / "tr", {"ta": flip_task(rng), "tb": flip_task(rng)})
+    write_kaggle(root / "ev", evals)
+    build("prepare_arc.py", f"--test_kaggle={root / 'ev'}", f"--extra_kaggle={root / 'tr'}", "--num_aug=3",
+          "--no_conceptarc", "--seed=0", f"--output_dir={data}")
     (root / "ev.json").write_text(json.dumps(evals["ev"]))
     (root / "new.json").write_text(json.dumps(flip_task(rng)))
     return SimpleNamespace(root=root, data=data, out=save_ckpt(str(root / "out"), data), task=evals["ev"])
@@ -164,7 +176,7 @@ def test_maze_file_path_printed_on_the_maze(maze, capsys):
     assert "7x7 maze model" in out and "answer" in out
     assert re.search(r"^(a valid shortest path \(\d+ moves\)|not a valid shortest path: .+)$", out, re.M)
     answer = out.split("answer\n")[1].split("\n")[:7]
-    assert all(len(row) == 7 and set(row) <= set(prepare_maze.CHARSET + "?") for row in answer)
+    assert all(len(row) == 7 and set(row) <= set(P.CHARSET + "?") for row in answer)
     # a labelled maze (with its 'o' path) is read as the question
     labelled = maze.text.replace(" ", "o", 1)
     (maze.root / "o.txt").write_text(labelled)
@@ -188,20 +200,21 @@ def test_arc_task_votes_over_its_versions_and_is_scored(arcdata, capsys):
     assert "pass@" not in out and "expected" not in out
 
 def oracle(answers, steps_used=None):
-    """A TRM.solve that answers from a table {input bytes: label tokens} (zeros when unknown),
+    """A TRM.think that answers from a table {input bytes: label tokens} (zeros when unknown),
     with a positive halting logit: the renderers and checkers see known answers."""
-    def solve(self, inputs, puzzle_ids, steps=None, act_halt=False):
-        S, x = steps or self.cfg.halt_max_steps, inputs.cpu().numpy().astype(np.uint8)
+    def think(self, inputs, puzzle_ids, steps, samples=1, noise=0.0, act_halt=False):
+        x = inputs.cpu().numpy().astype(np.uint8)
         preds = torch.tensor(np.stack([answers.get(row.tobytes(), np.zeros_like(row)) for row in x]), dtype=torch.long)
-        used = torch.full((len(x),), steps_used or S, dtype=torch.int32)
-        return preds.expand(S, *preds.shape), torch.full((S, len(x)), 5.0), used
-    return solve
+        for s in range(steps):
+            used = torch.full((len(x), samples), min(s + 1, steps_used or steps), dtype=torch.int32)
+            yield preds[:, None].expand(-1, samples, -1), torch.full((len(x), samples), 5.0), used
+    return think
 
 
 def test_right_answers_are_recognised(sudoku, maze, arcdata, capsys, monkeypatch):
     for data in (sudoku.data, maze.data):
         x, y = (np.load(os.path.join(data, "test", f"all__{k}.npy")) for k in ("inputs", "labels"))
-        monkeypatch.setattr(TRM, "solve", oracle({a.tobytes(): b for a, b in zip(x, y)}))
+        monkeypatch.setattr(TRM, "think", oracle({a.tobytes(): b for a, b in zip(x, y)}))
         code, out = sample(capsys, f"--out_dir={sudoku.out if data == sudoku.data else maze.out}")
         assert code == 0 and "\nthe dataset's answer" in out, out
         assert re.search(r"^a valid (solution|shortest path \(\d+ moves\))$", out, re.M), out
@@ -209,19 +222,19 @@ def test_right_answers_are_recognised(sudoku, maze, arcdata, capsys, monkeypatch
     y = np.load(os.path.join(sudoku.data, "test", "all__labels.npy"))[0].copy()
     y[[0, 1]] = y[[1, 0]]
     x = np.array([1 if c == "." else int(c) + 1 for c in sudoku.puzzle], np.uint8)
-    monkeypatch.setattr(TRM, "solve", oracle({x.tobytes(): y}))
+    monkeypatch.setattr(TRM, "think", oracle({x.tobytes(): y}))
     code, out = sample(capsys, f"--out_dir={sudoku.out}", f"--puzzle={sudoku.puzzle}")
     assert code == 0 and re.search(r"^not a valid solution: (it changes a given|column 1 repeats \d)$", out, re.M)
     # ARC: every version answers in its own frame; mapped back, all vote for the right grid
-    identifiers, _ = arc.load_scoring(arcdata.data)
+    identifiers, _ = P.load_scoring(arcdata.data)
     answers = {}
     for name in identifiers[1:]:
-        task, k, mapping = arc.parse_name(name)
+        task, k, mapping = P.parse_name(name)
         if task == "ev":
             for pair in arcdata.task["test"]:
-                grids = [arc.augment(np.array(pair[io], np.uint8), k, mapping) for io in ("input", "output")]
-                answers[arc.encode_grid(grids[0]).tobytes()] = arc.encode_grid(grids[1])
-    monkeypatch.setattr(TRM, "solve", oracle(answers, steps_used=2))
+                grids = [P.augment(np.array(pair[io], np.uint8), k, mapping) for io in ("input", "output")]
+                answers[P.encode_grid(grids[0]).tobytes()] = P.encode_grid(grids[1])
+    monkeypatch.setattr(TRM, "think", oracle(answers, steps_used=2))
     code, out = sample(capsys, f"--out_dir={arcdata.out}", f"--puzzle={arcdata.root / 'ev.json'}", "--act_halt=True")
     assert code == 0 and "pass@1 1.00, pass@2 1.00" in out and out.count("attempt 1 (right)") == 2, out
     assert "act_halt: 2.00 of 4 steps (2.0x less compute than always 4)" in out
@@ -298,9 +311,7 @@ def test_arc_split_pass_at_k_and_submission(arcdata, capsys):
 def test_authors_checkpoint_with_a_config_file(sudoku, capsys, tmp_path):
     ckpt = torch.load(os.path.join(sudoku.out, "ckpt.pt"), weights_only=True)
     model = TRM(TRMConfig(**ckpt["model_args"]), verbose=False)
-    state = dict(ckpt["model"])
-    state.update(zip([n for n, _ in model.named_parameters() if not n.startswith("puzzle_emb")], ckpt["ema"]))
-    model.load_state_dict(state)
+    model.load_state_dict({**ckpt["model"], **ckpt["ema"]})  # the EMA weights, as sample.py evaluates
     torch.save(to_authors(model.state_dict()), tmp_path / "authors.pt")
     (tmp_path / "cfg.py").write_text("".join(f"{k} = {v!r}\n" for k, v in ARCH.items()) + "lr = 1e-4\n")
     _, ours = sample(capsys, f"--out_dir={sudoku.out}", "--split=test")
