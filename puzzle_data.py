@@ -18,6 +18,7 @@ A *group* is one original puzzle with all its augmented versions, a *puzzle* is 
 (one identifier), an *example* is one input/label pair.
 """
 import json
+import math
 import os
 import sys
 import time
@@ -32,23 +33,40 @@ ARRAYS = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_ind
 
 def load_split(data_dir, split):
     """Metadata and memory-mapped arrays of one split, checked before any work: one line (SystemExit)
-    naming the file for a missing, unreadable, corrupt, inconsistent or empty split."""
+    naming the file for a missing, unreadable, corrupt, inconsistent or empty split, and for a test
+    split whose sizes differ from the train split's (a model of one cannot score the other)."""
+    def read_meta(path):  # a split's dataset.json, with the keys training and scoring read checked
+        try:
+            with open(path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})")
+        if not isinstance(meta, dict):
+            raise SystemExit(f"{path}: expected a JSON object of metadata, got a {type(meta).__name__}")
+        for key in ("vocab_size", "seq_len", "num_puzzle_identifiers", "total_groups", "mean_puzzle_examples"):
+            whole = key != "mean_puzzle_examples"
+            if type(meta.get(key)) not in ((int,) if whole else (int, float)) or not 0 < meta[key] < math.inf:
+                raise SystemExit(f"{path}: '{key}' must be a positive {'whole number' if whole else 'number'}, "
+                                 f"got {meta.get(key)!r}")
+        if type(meta.get("ignore_label_id", 0)) is not int:
+            raise SystemExit(f"{path}: 'ignore_label_id' must be a whole number, got {meta['ignore_label_id']!r}")
+        return meta
+
     d = os.path.join(data_dir, split)
     meta_path = os.path.join(d, "dataset.json")
     if not os.path.exists(meta_path):
         have = [s for s in ("train", "test") if os.path.exists(os.path.join(data_dir, s, "dataset.json"))]
         raise SystemExit(f"{meta_path} not found: " + (
+            f"{data_dir} is not a folder" if os.path.exists(data_dir) and not os.path.isdir(data_dir) else
             f"{data_dir} has only the split(s) {', '.join(have)}" if have else
             f"prepare the dataset first (python prepare_sudoku.py, prepare_maze.py or prepare_arc.py "
             f"with --output_dir={data_dir})"))
-    try:
-        with open(meta_path) as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"{meta_path}: cannot read it ({getattr(e, 'strerror', None) or e})")
-    for key in ("vocab_size", "seq_len", "num_puzzle_identifiers"):
-        if not isinstance(meta, dict) or type(meta.get(key)) is not int or meta[key] < 1:
-            raise SystemExit(f"{meta_path}: '{key}' must be a positive whole number")
+    meta = read_meta(meta_path)
+    if split != "train" and os.path.exists(train_path := os.path.join(data_dir, "train", "dataset.json")):
+        sizes = ("seq_len", "vocab_size", "num_puzzle_identifiers")
+        if [meta[k] for k in sizes] != [(train := read_meta(train_path))[k] for k in sizes]:
+            raise SystemExit(f"{meta_path}: {', '.join(f'{k} {meta[k]}' for k in sizes)} differ from the train "
+                             f"split's {', '.join(str(train[k]) for k in sizes)}: the splits were not built together")
     arrays = {}
     for name in ARRAYS:
         p = os.path.join(d, f"all__{name}.npy")
@@ -63,10 +81,14 @@ def load_split(data_dir, split):
         if not (x.ndim == 2 and x.shape == y.shape and x.shape[1] == meta["seq_len"] and x.dtype.kind in "iu"
                 and y.dtype.kind in "iu") else
         "the split has no examples (an empty split cannot be trained or scored)" if len(x) == 0 else
+        "puzzle_identifiers, puzzle_indices and group_indices must be integer arrays"
+        if not all(a.dtype.kind in "iu" and a.ndim == 1 for a in (ids, pi, gi)) else
         "puzzle_indices must rise from 0 to the number of examples"
-        if not (pi.ndim == 1 and len(pi) >= 2 and pi[0] == 0 and pi[-1] == len(x) and (np.diff(pi) >= 0).all()) else
+        if not (len(pi) >= 2 and pi[0] == 0 and pi[-1] == len(x) and (np.diff(pi) >= 0).all()) else
         "group_indices must rise from 0 to the number of puzzles"
-        if not (gi.ndim == 1 and len(gi) >= 2 and gi[0] == 0 and gi[-1] == len(pi) - 1 and (np.diff(gi) >= 0).all()) else
+        if not (len(gi) >= 2 and gi[0] == 0 and gi[-1] == len(pi) - 1 and (np.diff(gi) >= 0).all()) else
+        f"dataset.json says total_groups {meta['total_groups']}, group_indices holds {len(gi) - 1}"
+        if meta["total_groups"] != len(gi) - 1 else
         "puzzle_identifiers must hold one identifier below num_puzzle_identifiers per puzzle"
         if not (ids.shape == (len(pi) - 1,) and 0 <= ids.min() and ids.max() < meta["num_puzzle_identifiers"]) else
         f"tokens must lie below vocab_size {meta['vocab_size']}"
@@ -176,7 +198,8 @@ class Progress:
 
     def update(self, done):
         now = time.time()
-        if not self.on or (now - self.last < 2 and done < self.total) or (not self.tty and done * 10 < (self.shown + 1) * self.total):
+        due = now - self.last >= 2 or done >= self.total if self.tty else done * 10 >= (self.shown + 1) * self.total
+        if not self.on or not due:
             return
         rate = done / max(now - self.t0, 1e-9)
         line = (f"{self.what}: {done:,}/{self.total:,} ({100 * done / self.total:.0f}%), {rate:,.1f}/s, "

@@ -59,6 +59,7 @@ select = "q"             # 'q': the trajectory the halting head is surest of; 'v
 scaling = ""             # write accuracy against test-time compute (steps x1-x8, samples 1-64) to this .svg
 seed = 0                 # for the noise
 batch_size = 256         # puzzles per batch (each with all its samples)
+progress = False         # scoring progress also where output is piped (a line every 10%; always on a terminal)
 device = ""              # '': cuda, then mps, then cpu
 dtype = ""               # '': bfloat16 on cuda, float32 elsewhere
 color = "auto"           # ANSI colours: 'auto' (on a terminal), 'always' or 'never'
@@ -274,7 +275,7 @@ if split:
     if max_examples:
         arrays = {k: v[:max_examples] if k in ("inputs", "labels", "example_puzzle") else v for k, v in arrays.items()}
     rules = kind if kind != "arc" else None
-    kw = dict(ignore_label_id=smeta.get("ignore_label_id", 0), kind=rules)
+    kw = dict(ignore_label_id=smeta.get("ignore_label_id", 0), kind=rules, progress=progress or None)
     print(f"scoring {len(arrays['inputs']):,} examples of {os.path.join(ddir, split)}")
     if scaling:  # one run of 64 trajectories x 8x the steps holds every smaller setting
         S0, ks = cfg.halt_max_steps, (1, 4, 16, 64)

@@ -67,6 +67,7 @@ ema_rate = 0.999
 eval_interval = 5000         # epochs between evaluations and checkpoints; 0: no evaluation (sample.py scores), one checkpoint at the end
 eval_batch_size = 0          # 0: global_batch_size
 log_interval = 100           # optimizer steps between progress lines
+progress = False             # evaluation progress also where output is piped (a line every 10%; always on a terminal)
 always_save_checkpoint = True
 wandb_log = False
 wandb_project = "trm"
@@ -108,11 +109,14 @@ compile = device_type == "cuda" if compile is None else compile
 torch.manual_seed(seed)  # the same initial parameters on every rank
 
 
+all_gather_single = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # renamed in torch 2.13
+
+
 def agree(ok, why):
     """One decision for all ranks: stop every rank, with the reason, when any rank is not ok."""
     flags = torch.tensor([float(ok)] * world_size, device=device)
     if world_size > 1:
-        dist.all_gather_into_tensor(flags, torch.tensor([float(ok)], device=device))
+        all_gather_single(flags, torch.tensor([float(ok)], device=device))
     if not flags.all():
         bad = [r for r in range(world_size) if not flags[r]]
         raise SystemExit(why + (f" (ranks {bad})" if world_size > 1 else ""))
@@ -177,8 +181,8 @@ def lr_at(step, base):
     """Linear warm-up, then cosine from base down to base * lr_min_ratio."""
     if step < lr_warmup_steps:
         return base * step / max(1, lr_warmup_steps)
-    progress = (step - lr_warmup_steps) / max(1, total_steps - lr_warmup_steps)
-    return base * (lr_min_ratio + (1 - lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+    done = (step - lr_warmup_steps) / max(1, total_steps - lr_warmup_steps)
+    return base * (lr_min_ratio + (1 - lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, done))))
 
 
 optimizer = AdamATan2(dense, lr=lr, betas=(beta1, beta2), weight_decay=weight_decay)
@@ -220,7 +224,7 @@ class swap_in_ema:
 def gather(tensor):
     """Every rank's tensor stacked along dim 0 on every rank (fixed size: no host sync)."""
     out = torch.empty((world_size * tensor.shape[0], *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-    dist.all_gather_into_tensor(out, tensor.contiguous())
+    all_gather_single(out, tensor.contiguous())
     return out
 
 
@@ -278,7 +282,7 @@ def run_eval():
     with swap_in_ema():
         res = evaluate(model, test_arrays, eval_batch_size or global_batch_size, device, autocast,
                        cfg.halt_max_steps, ignore_label_id=meta.get("ignore_label_id", 0), rank=rank,
-                       world_size=world_size, keep_predictions=arc)
+                       world_size=world_size, keep_predictions=arc, progress=progress or None)
     model.train()
     if arc:  # rank 0 votes over the augmented versions of each task: pass@K
         preds = [res.pop("predictions")]
@@ -316,8 +320,10 @@ if master:
 agree(writable if master else True, why if master and not writable else "rank 0 cannot write to out_dir")
 if master:
     print("config:", config)
-    print(f"data: {meta['total_groups']:,} groups, {len(train_arrays['inputs']):,} examples; "
-          f"{total_steps:,} steps of {global_batch_size} on {world_size} x {device} ({dtype}, compile {compile})")
+    print(f"data: {meta['total_groups']:,} groups, {len(train_arrays['inputs']):,} examples; a schedule of "
+          f"{total_steps:,} steps of {global_batch_size}" + (f", stopping at step {stop_step:,}" if max_steps else "")
+          + (f", or after {max_time:.0f} s of training" if max_time else "")
+          + f"; {world_size} x {device} ({dtype}, compile {compile})")
     if wandb_log:
         import wandb
         wandb.init(project=wandb_project, name=wandb_run_name, config=config)

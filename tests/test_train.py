@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from configurator import configure  # noqa: E402
 from data_writer import OutputDir, write_json, write_split  # noqa: E402
-from puzzle_data import TrainBatches, load_split  # noqa: E402
+from puzzle_data import Progress, TrainBatches, hms, load_split  # noqa: E402
 
 TINY = ["--hidden_size=32", "--num_heads=1", "--H_cycles=2", "--L_cycles=1", "--mlp_t=False",
         "--pos_encodings=rope", "--puzzle_emb_ndim=32", "--puzzle_emb_len=1", "--global_batch_size=32",
@@ -154,3 +154,34 @@ def test_group_sampling_and_rank_slices(data):
     groups = np.searchsorted(arrays["group_indices"], arrays["example_puzzle"][ex], side="right") - 1
     assert sorted(set(groups.tolist())) == list(range(64)) and len(set(ex.tolist())) == 192
     assert (ex != TrainBatches(arrays, 32, seed=4).epoch_examples(0)).any()  # the seed matters
+
+
+def test_eta_counts_the_time_limit_and_the_step_limit(data, tmp_path):
+    r = train(*TINY, f"--data_dir={data}", f"--out_dir={tmp_path}", "--epochs=100000", "--max_time=3",
+              "--log_interval=5")
+    eta = [int(m) * 60 + int(s) for m, s in re.findall(r" ETA (\d+)m(\d\d)s$", r.stdout, re.M)]
+    assert eta and max(eta) <= 3 and "or after 3 s of training" in r.stdout  # not the 100000 epochs' hours
+    r = train(*TINY, f"--data_dir={data}", f"--out_dir={tmp_path}", "--epochs=100000", "--max_steps=40",
+              "--log_interval=10")
+    lines = re.findall(r"^step (\d+)/40 .* (\d+) ms/step .* ETA (\d+)m(\d\d)s$", r.stdout, re.M)
+    assert [int(s) for s, *_ in lines] == [10, 20, 30, 40]
+    for step, ms, m, s in lines:  # the steps left at the last interval's speed
+        assert abs(int(m) * 60 + int(s) - (40 - int(step)) * int(ms) / 1000) <= 1
+
+
+def test_float16_is_refused(data, tmp_path):
+    r = train(*TINY, f"--data_dir={data}", f"--out_dir={tmp_path}", "--dtype=float16", check=False)
+    assert r.returncode != 0 and "dtype='float16' is not one of" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_progress_is_quiet_when_piped_unless_asked(monkeypatch, capsys):
+    import io
+    for show, lines in ((None, 0), (False, 0), (True, 10)):
+        monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+        bar = Progress(1000, "scoring", show)
+        for done in range(0, 1001, 10):
+            bar.update(done)
+        out = sys.stderr.getvalue().splitlines()
+        assert len(out) == lines, (show, out)  # a plain line every 10%
+    assert out[-1].startswith("scoring: 1,000/1,000 (100%)") and " ETA 0m00s" in out[-1]
+    assert hms(59) == "0m59s" and hms(3599) == "59m59s" and hms(7322) == "2h02m"
