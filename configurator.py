@@ -4,11 +4,12 @@ nanoGPT-style configuration: a script keeps its defaults as plain globals, and
     python train.py config/sudoku.py --lr=3e-4 --device=cpu
 
 runs config/sudoku.py (plain Python assignments) over them, then applies each --key=value.
-Values are parsed with ast.literal_eval (a bare word stays a string) and must keep the type of
-the default (an int is accepted where a float is expected; a default of None takes any of them).
-Every number has a rule, an interval such as "[1, inf)" or "(0, 1]", and a string may have a
-tuple of choices; all are checked before the script does any work. Errors are one line
-(SystemExit) naming the key, the value and what was expected; an unknown key names the closest.
+Values are parsed with ast.literal_eval (a bare word stays a string; nan and inf are floats) and
+must keep the type of the default (an int is accepted where a float is expected; a default of None
+takes any of them). Every number has a rule, an interval such as "[1, inf)" or "(0, 1]", and a
+string may have a tuple of choices; all are checked before the script does any work. Errors are one
+line (SystemExit) naming where the value came from (the config file or the --key=value), the key,
+the value and what was expected; an unknown key names the closest.
 
 Also here: the device and precision pick shared by the scripts, and argparse with one-line errors
 and checked numbers for the prepare_*.py builders.
@@ -68,10 +69,11 @@ def configure(namespace, rules, argv=None):
     unruled = [k for k in keys if type(namespace[k]) in (int, float) and k not in rules]
     assert not unruled, f"settings without a range: {unruled}"
     defaults = {k: namespace[k] for k in keys}
+    where = {}  # the config file or override that set each key last, for the error messages
     for arg in argv:
         if not arg.startswith("--"):
             for key, value in read_config_file(arg).items():
-                namespace[key] = _check(key, value, defaults, arg)
+                namespace[key], where[key] = _check(key, value, defaults, arg), f"{arg}: "
         else:
             key, eq, text = arg[2:].partition("=")
             if not eq:
@@ -80,15 +82,17 @@ def configure(namespace, rules, argv=None):
                 value = ast.literal_eval(text)
             except (SyntaxError, ValueError):
                 value = text  # a bare word such as --device=cpu
+                if type(defaults.get(key)) is float and text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+                    value = float(text)  # a number, refused by its range rather than as a word
             if type(defaults.get(key)) is str:
                 value = text  # strings stay verbatim: --init_from=123 is a path, not an int
-            namespace[key] = _check(key, value, defaults, arg)
+            namespace[key], where[key] = _check(key, value, defaults, arg), ""
     for key, rule in rules.items():
-        value = namespace.get(key)
+        value, at = namespace.get(key), where.get(key, "")
         if isinstance(rule, tuple) and value not in rule:
-            raise SystemExit(f"{key}={value!r} is not one of {', '.join(map(repr, rule))}")
+            raise SystemExit(f"{at}{key}={value!r} is not one of {', '.join(map(repr, rule))}")
         if isinstance(rule, str) and type(value) in (int, float) and not in_interval(value, rule):
-            raise SystemExit(f"{key}={value!r} is out of range: {key} must be in {rule}")
+            raise SystemExit(f"{at}{key}={value!r} is out of range: {key} must be in {rule}")
     return {k: namespace[k] for k in keys}
 
 
