@@ -13,6 +13,7 @@ The authors' training script saves torch.compile(model).state_dict(), every key 
 '_orig_mod.model.inner.' ('model.inner.' uncompiled); model layout and row orders are ours.
 """
 import os
+import pickle
 import re
 
 import torch
@@ -41,20 +42,41 @@ def to_authors(state_dict, prefix="_orig_mod.model.inner."):
 
 def read_checkpoint(path):
     """torch.load on the CPU with weights_only=True (a file that would run code when loaded is
-    refused) and memory-mapped (a 1.8 GB checkpoint is read as needed, never held twice).
-    A missing, broken or refused file is one line (SystemExit) naming it."""
+    refused) and memory-mapped (a 1.8 GB checkpoint is read as needed, never held twice). It must
+    hold a train.py checkpoint or a state dict (a dict of tensors). A missing, foreign, broken,
+    refused or other file is one line (SystemExit) naming it."""
     if not os.path.isfile(path):
-        raise SystemExit(f"{path}: no such checkpoint file")
+        raise SystemExit(f"{path}: " + ("not a file" if os.path.exists(path) else "no such checkpoint file"))
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (a pickle before torch 1.6)
+        raise SystemExit(f"{path}: not a checkpoint file (torch.save writes a zip archive; this starts with {head!r})")
     try:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as e:  # a file in torch's legacy format cannot be memory-mapped
             if "mmap" not in str(e):
                 raise
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for code, RuntimeError for a broken file, ...
-        why = re.search(r"Unsupported [^.\n]*", str(e)) or re.search(r"[^\n]*", str(e).strip())
-        raise SystemExit(f"{path}: refused, not a plain weights file ({why.group(0)[:160]})")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights_only refuses anything that is not plain data
+        why = re.search(r"Unsupported [^.\n]*", str(e))
+        raise SystemExit(f"{path}: refused, not a plain weights file: loading it could run code"
+                         + (f" ({why.group(0)[:160]})" if why else ""))
+    except Exception as e:  # a truncated or damaged archive
+        why = re.split(r"\.\s", str(e).strip())[0][:160]
+        raise SystemExit(f"{path}: cannot read it, the file is truncated or damaged ({why})")
+    if isinstance(ckpt, dict) and "model_args" in ckpt:  # train.py's
+        if not (isinstance(ckpt.get("model"), dict) and isinstance(ckpt["model_args"], dict)):
+            raise SystemExit(f"{path}: a damaged train.py checkpoint ('model' and 'model_args' must be dicts)")
+        from model import TRMConfig
+        try:
+            TRMConfig(**ckpt["model_args"])
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"{path}: its model_args do not fit this code's TRMConfig ({e})")
+    elif not (isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values())):
+        raise SystemExit(f"{path}: holds a {type(ckpt).__name__}, not a train.py checkpoint or a state dict "
+                         f"(a dict of tensors)")
+    return ckpt
 
 
 def checkpoint_weights(ckpt):
@@ -77,10 +99,11 @@ def load_state(model, state_dict):
             k = k[len(p):] if k.startswith(p) else k
         state[next((ours + k[len(theirs):] for ours, theirs in _RENAMES if k.startswith(theirs)), k)] = v
     expected = model.state_dict()
-    problems = [f"missing {sorted(set(expected) - set(state))}", f"unexpected {sorted(set(state) - set(expected))}",
-                "mis-shaped " + str(sorted(f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
-                                           for k in set(expected) & set(state) if state[k].shape != expected[k].shape))]
-    problems = [p for p in problems if not p.endswith("[]")]
+    some = lambda keys: f"{len(keys)} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})"  # a line, not a page
+    problems = [f"{what} {some(keys)}" for what, keys in [
+        ("missing", sorted(set(expected) - set(state))), ("unexpected", sorted(set(state) - set(expected))),
+        ("mis-shaped", sorted(f"{k} {tuple(state[k].shape)} (model {tuple(expected[k].shape)})"
+                              for k in set(expected) & set(state) if state[k].shape != expected[k].shape))] if keys]
     if problems:
         raise ValueError("the weights do not fit the model: " + "; ".join(problems))
     if bad := sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()):
