@@ -228,6 +228,7 @@ if memory:  # every tensor of 64 KiB or more comes from, and goes back to, the O
     libc.mallopt(-3, 1 << 16)   # M_MMAP_THRESHOLD
     libc.mallopt(-1, 1 << 16)   # M_TRIM_THRESHOLD
     base = rss()
+asked_compile = compile
 c = {} if config == "paper" else resolve(config)
 system = c.pop("system", {})
 device, device_type, dtype, autocast = pick_device(device or system.get("device", ""), dtype or system.get("dtype", ""))
@@ -240,15 +241,19 @@ if config == "paper":  # one table: eager, then compiled, at the paper's batch p
     rows = []
     for name in ("sudoku", "sudoku_att", "maze", "arc"):
         c = {k: v for k, v in CONFIGS[name].items() if k != "batch"}
-        B = batch_size or c.pop("paper")
+        B = batch_size or c["paper"]
+        c.pop("paper")
         figures = []
-        for use_compile in (False, True):
+        for use_compile in (False, True) if asked_compile is not False else (False,):
             torch._dynamo.reset()
             cfg, model, batch, train_step = setup(c, B, device, use_compile)
             t0 = time.perf_counter()
             figures.append(train_figures(cfg, model, B, train_step, 3 if not use_compile else train_steps))
-            print(f"{name} batch {B} compile {use_compile}: {figures[-1]['ms']:.1f} ms/step "
-                  f"({time.perf_counter() - t0:.0f} s with warm-up)", flush=True)
+            f = figures[-1]
+            print(f"{name} batch {B} compile {use_compile}: {f['ms']:.1f} ms/step, {f['samples']:.1f} samples/s, "
+                  f"{f['tflops']:.1f} TFLOP/s" + (f", MFU {f['mfu']:.1%}" if f["mfu"] else "")
+                  + (f", peak {gib(f['peak'])}" if f["peak"] is not None else "")
+                  + f" ({time.perf_counter() - t0:.0f} s with warm-up)", flush=True)
             est = estimate_memory(cfg, B, dtype, model.num_params())["total"]
             del model, batch, train_step
             if device_type == "cuda":
@@ -256,7 +261,8 @@ if config == "paper":  # one table: eager, then compiled, at the paper's batch p
         rows.append((name, B, figures, est))
     print(f"\n{'config':<11} {'batch':>5} {'eager ms':>9} {'compiled ms':>11} {'samples/s':>9} {'TFLOP/s':>8} "
           f"{'MFU':>6} {'peak eager':>11} {'peak compiled':>13} {'estimate':>9}")
-    for name, B, (e, k), est in rows:
+    for name, B, figures, est in rows:
+        e, k = figures[0], figures[-1]
         mfu = f"{k['mfu']:.1%}" if k["mfu"] is not None else "-"
         peaks = [gib(f["peak"]) if f["peak"] is not None else "-" for f in (e, k)]
         print(f"{name:<11} {B:>5} {e['ms']:>9.1f} {k['ms']:>11.1f} {k['samples']:>9.1f} {k['tflops']:>8.1f} "
