@@ -37,6 +37,7 @@ from data_writer import NpyWriter, OutputDir, download_csvs, write_json, write_s
 from puzzles import BOXES, sudoku_problems, units
 
 HF_URL = "https://huggingface.co/datasets/sapientinc/sudoku-extreme/resolve/main"
+MIN_GIVENS = {4: 4, 6: 8, 9: 17}  # the fewest givens a puzzle with one solution can have (9x9: McGuire et al. 2012)
 POP = np.array([bin(m).count("1") for m in range(512)], np.int8)  # candidates in a bitmask
 DIGIT = np.zeros(512, np.uint8)  # one-bit mask -> its digit 1..9
 DIGIT[1 << np.arange(9)] = np.arange(1, 10)
@@ -206,10 +207,12 @@ def parse_block(buf, size, first_line):
     ends = ends - ((ends > starts) & (b[ends - 1] == ord("\r")))
     filled = ends > starts  # empty lines are skipped
     starts, ends, lines = starts[filled], ends[filled], lines[filled]
-    # the last three commas split a line, so a (quoted) source may hold commas of its own
-    commas = np.r_[np.flatnonzero(b == ord(",")), 0]
+    # the last three commas split a line, so a quoted source may hold commas of its own: columns are
+    # counted after its closing quote (the last quote of the line; question, answer, rating have none)
+    commas, quotes = np.r_[np.flatnonzero(b == ord(",")), 0], np.r_[np.flatnonzero(b == ord('"')), 0]
     hi = np.searchsorted(commas[:-1], ends)
-    ncommas = hi - np.searchsorted(commas[:-1], starts)
+    source_end = np.where(b[starts] == ord('"'), quotes[np.maximum(np.searchsorted(quotes[:-1], ends) - 1, 0)], starts)
+    ncommas = hi - np.searchsorted(commas[:-1], source_end)
     c1, c2, c3 = (commas[np.maximum(hi - k, 0)] for k in (3, 2, 1))
 
     def take(start, width):  # (rows, width) bytes from each start: whole windows, fast
@@ -225,8 +228,7 @@ def parse_block(buf, size, first_line):
         ratings = np.where(k < rlen, ratings * 10 + r_digits[:, k], ratings)
     bad_rating = (rlen < 1) | (rlen > 9) | ((r_digits > 9) & (np.arange(9) < rlen[:, None])).any(1)
     checks = [  # (failing rows, message); a row is reported for its first failure
-        ((ncommas < 3) | ((ncommas > 3) & (b[starts] != ord('"'))),  # only a quoted source may hold commas
-         lambda i: f"expected 4 columns source,question,answer,rating, got {ncommas[i] + 1}"),
+        (ncommas != 3, lambda i: f"expected 4 columns source,question,answer,rating, got {ncommas[i] + 1}"),
         (qlen != N, lambda i: f"question has {qlen[i]} characters, expected {N}"),
         (alen != N, lambda i: f"answer has {alen[i]} characters, expected {N}"),
         (q_bad.any(1), lambda i: f"question has {chr(q_raw[i][q_bad[i]][0])!r}, expected "
@@ -389,6 +391,12 @@ def parse_args(argv):
         p.error("Sudoku-Extreme is 9x9: --size is for --source=csv or generate")
     if args.source == "csv" and not (args.train_csv and args.test_csv):
         p.error("--source=csv needs --train_csv and --test_csv")
+    for path in (args.train_csv, args.test_csv) if args.source == "csv" else ():
+        if not os.path.isfile(path):  # both, before reading either
+            p.error(f"{path}: " + ("not a file" if os.path.exists(path) else "no such file"))
+    if args.max_givens is not None and args.max_givens < MIN_GIVENS[args.size]:
+        p.error(f"--max_givens={args.max_givens}: a {args.size}x{args.size} Sudoku with one solution has at least "
+                f"{MIN_GIVENS[args.size]} givens")
     for key in ("min_givens", "max_givens"):
         if (getattr(args, key) or 0) > cells:
             p.error(f"--{key}={getattr(args, key)}: a {args.size}x{args.size} grid has {cells} cells")
