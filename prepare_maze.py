@@ -146,8 +146,8 @@ def generate_split(n, size, rng, min_path_len, loops, seen):
 
 def parse_row(row, size=None):
     """(input, label) token grids of one CSV row, or ValueError saying what is wrong with it."""
-    if len(row) < 3:
-        raise ValueError(f"{len(row)} columns, expected source,question,answer,rating")
+    if len(row) != 4:
+        raise ValueError(f"{len(row)} columns, expected 4: source,question,answer,rating")
     size = size or int(len(row[1]) ** 0.5)  # unknown: the question must be a square
     grids = []
     for name, text in (("question", row[1]), ("answer", row[2])):
@@ -155,7 +155,8 @@ def parse_row(row, size=None):
             raise ValueError(f"{name} has {len(text)} characters, expected {size * size} "
                              f"for a {size}x{size} maze")
         if bad := sorted(set(text) - set(CHARSET)):
-            raise ValueError(f"unknown character {bad[0]!r} in {name} (allowed: {CHARSET!r})")
+            raise ValueError(f"{name} holds bytes that are not UTF-8 text" if "\ufffd" in bad else
+                             f"unknown character {bad[0]!r} in {name} (allowed: {CHARSET!r})")
         grids.append(TOKEN[np.frombuffer(text.encode(), np.uint8)].reshape(size, size))
     if error := check_maze(*grids):
         raise ValueError(error)
@@ -166,7 +167,8 @@ def parse_csv(path, size=None, limit=None, skip_invalid=False):
     """(inputs, labels, skipped) from a Maze-Hard CSV; size defaults to the first row's square.
     A bad row raises ValueError('file:line: why'), or is dropped and counted with skip_invalid."""
     inputs, labels, skipped = [], [], 0
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not a character
+    # -sig: a byte-order mark is not a character; a byte that is not UTF-8 becomes U+FFFD, refused with its line
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f)
         if next(reader, [])[1:3] != ["question", "answer"]:
             raise ValueError(f"{path}:1: expected the header source,question,answer,rating")
@@ -269,7 +271,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.source == "csv" and not (args.train_csv and args.test_csv):
         p.error("--source=csv needs --train_csv and --test_csv")
+    for path in (args.train_csv, args.test_csv) if args.source == "csv" else ():
+        if not os.path.isfile(path):  # both, before reading either
+            p.error(f"{path}: " + ("not a file" if os.path.exists(path) else "no such file"))
     size = args.size or 30
+    if args.source == "generate" and args.min_path_len is not None and args.min_path_len >= size * size:
+        p.error(f"--min_path_len={args.min_path_len}: a {size}x{size} maze has {size * size} cells")
     out = args.output_dir if args.output_dir is not None else (None if args.source == "csv" and not args.size else
                               "data/maze-30x30-hard-1k" if size == 30 else f"data/maze-{size}x{size}")
     out = None if out is None else OutputDir(out)  # refuse a bad target before any work
