@@ -694,3 +694,79 @@ def test_sign_sgd_sums_duplicate_rows_and_leaves_other_rows_alone():
     expected[3] = before[3] * (1 - lr * wd) - lr * torch.tensor([1.0, -1.0, 1.0])
     torch.testing.assert_close(w, expected)
     assert torch.equal(w[[0, 2, 4]], before[[0, 2, 4]])
+
+
+# -----------------------------------------------------------------------------
+# test-time scaling: K trajectories per puzzle, noise in the latent, choosing an answer
+
+
+def test_think_with_one_sample_and_no_noise_is_plain_inference():
+    m = randomise_(tiny_model(halt_max_steps=4), seed=3)
+    b = make_batch(m.cfg, 5, seed=2)
+    x, ids = b["inputs"], b["puzzle_identifiers"]
+    y, z = init_state(m, 5)
+    steps = [(a.clone(), q.clone(), u.clone()) for a, q, u in m.think(x, ids, 4)]  # think reuses its buffers
+    with torch.no_grad():
+        for s, (answers, q, used) in enumerate(steps):  # a hand-run of step() from the initial state
+            y, z, logits, q_halt, _ = m.step(x, ids, y, z)
+            assert answers.shape == (5, 1, m.cfg.seq_len) and torch.equal(answers[:, 0], logits.argmax(-1))
+            assert torch.equal(q[:, 0], q_halt) and (used == s + 1).all()
+    # K trajectories without noise are K copies; solve() chooses among them and counts their steps
+    for answers, q, _ in m.think(x, ids, 4, samples=3):
+        assert all(torch.equal(answers[:, k], answers[:, 0]) and torch.equal(q[:, k], q[:, 0]) for k in range(3))
+    preds, qs, used = m.solve(x, ids, samples=3)
+    ref, ref_q, ref_used = m.solve(x, ids)
+    assert torch.equal(preds, ref) and torch.equal(qs, ref_q) and torch.equal(used, 3 * ref_used)
+
+
+def test_noise_is_seeded_and_changes_the_trajectories():
+    m = randomise_(tiny_model(halt_max_steps=3), seed=4)
+    b = make_batch(m.cfg, 4, seed=5)
+    x, ids = b["inputs"], b["puzzle_identifiers"]
+
+    def run(seed, noise):
+        torch.manual_seed(seed)
+        return [(a.clone(), q.clone()) for a, q, _ in m.think(x, ids, 3, samples=6, noise=noise)]
+    a, again, other = run(0, 0.5), run(0, 0.5), run(1, 0.5)
+    assert all(torch.equal(s[0], t[0]) and torch.equal(s[1], t[1]) for s, t in zip(a, again))  # reproducible
+    assert not torch.equal(a[-1][1], other[-1][1])                                              # seed matters
+    q = a[-1][1]
+    assert (q.std(1) > 0).all()  # the 6 trajectories of each puzzle went their own ways
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # also under autocast
+        answers, q, _ = list(m.think(x, ids, 2, samples=2, noise=0.5))[-1]
+    assert q.dtype == torch.float32 and torch.isfinite(q).all()
+
+
+def test_act_halt_with_samples_stops_each_trajectory_on_its_own():
+    m = randomise_(tiny_model(halt_max_steps=6), seed=2)
+    b = make_batch(m.cfg, 8, seed=1)
+    with torch.no_grad():  # a halting head for which some trajectories cross q_halt > 0 early, some never
+        m.q_head.weight.normal_(0, 0.5)
+        m.q_head.bias[0] = -2.0
+    torch.manual_seed(0)
+    steps = [(a.clone(), q.clone(), u.clone()) for a, q, u in m.think(b["inputs"], b["puzzle_identifiers"], 6,
+                                                                     samples=4, noise=1.0, act_halt=True)]
+    used = steps[-1][2]
+    assert 0 < (used < 6).sum() < used.numel()
+    for s in range(6):  # a stopped trajectory keeps its answer and q, and its step count
+        answers, q, u = steps[s]
+        done = used <= s
+        prev = steps[max(s - 1, 0)]
+        if s:
+            assert torch.equal(answers[done], prev[0][done]) and torch.equal(q[done], prev[1][done])
+        assert torch.equal(u, torch.minimum(used, torch.tensor(s + 1)))
+
+
+def test_choose_q_takes_the_surest_trajectory_and_vote_counts():
+    answers = torch.tensor([[[1, 2], [3, 4], [1, 2], [5, 6]],     # puzzle 0: [1, 2] twice
+                            [[7, 7], [8, 8], [9, 9], [8, 8]]])    # puzzle 1: [8, 8] twice
+    q = torch.tensor([[-1.0, 3.0, -2.0, 0.0],
+                      [5.0, -3.0, 0.0, -4.0]])
+    pred, qc, k = M.choose(answers, q, "q")
+    assert k.tolist() == [1, 0] and pred.tolist() == [[3, 4], [7, 7]] and qc.tolist() == [3.0, 5.0]
+    pred, qc, k = M.choose(answers, q, "vote")
+    assert pred.tolist() == [[1, 2], [8, 8]]  # two votes beat one, however sure the one is
+    # a tie in votes goes to the answer with the higher mean sigmoid(q_halt)
+    tie = torch.tensor([[[1, 1], [2, 2], [2, 2], [1, 1]]])
+    for qs, winner in (([2.0, -1.0, -1.0, 2.0], [1, 1]), ([-2.0, 1.0, 1.0, -2.0], [2, 2])):
+        assert M.choose(tie, torch.tensor([qs]), "vote")[0].tolist() == [winner]

@@ -253,6 +253,25 @@ def test_show_steps_prints_every_step_plain_when_piped(sudoku, capsys):
     assert code == 0 and "\x1b[30;43m" in out and "\x1b[1m" in out  # changed cells, givens
 
 
+def steps_shown(root):
+    """The supervision steps of an HTML page's frames: [(first, last), ...] ('step 3/5' or 'steps 2-5/5')."""
+    return [(int(m.group(1)), int(m.group(2) or m.group(1))) for c in root.iter("figcaption")
+            if (m := re.match(r"steps? (\d+)(?:-(\d+))?/\d+", c.text))]
+
+
+def test_html_shows_a_stable_answer_once(sudoku, capsys, tmp_path, monkeypatch):
+    x, y = first_test_example(sudoku.data)
+    monkeypatch.setattr(TRM, "think", oracle({x.tobytes(): y}))  # the same answer at every step
+    page = tmp_path / "stable.html"
+    code, out = sample(capsys, f"--out_dir={sudoku.out}", f"--html={page}", "--halt_max_steps=6")
+    root = ET.fromstring(page.read_text())
+    assert code == 0 and steps_shown(root) == [(1, 6)]
+    assert any(c.text.startswith("steps 1-6/6: q 0.99-0.99, unchanged") for c in root.iter("figcaption"))
+    (tmp_path / "notes.html").write_text("<p>my notes</p>")  # a page sample.py did not write: kept
+    code, out = sample(capsys, f"--out_dir={sudoku.out}", f"--html={tmp_path / 'notes.html'}")
+    assert code == 1 and "was not written by sample.py" in out and (tmp_path / "notes.html").read_text() == "<p>my notes</p>"
+
+
 def test_html_is_well_formed_self_contained_and_has_every_step(sudoku, arcdata, capsys, tmp_path):
     page = tmp_path / "steps.html"
     code, out = sample(capsys, f"--out_dir={sudoku.out}", f"--puzzle={sudoku.puzzle}", f"--html={page}",
@@ -260,9 +279,9 @@ def test_html_is_well_formed_self_contained_and_has_every_step(sudoku, arcdata, 
     assert code == 0, out
     text = page.read_text()
     root = ET.fromstring(text)  # parses as XML: every tag closed, text escaped
-    captions = [c.text for c in root.iter("figcaption")]
-    assert [int(re.match(r"step (\d+)/5", c).group(1)) for c in captions if c.startswith("step")] == [1, 2, 3, 4, 5]
-    assert len(root.findall(".//figure/table/tr")) == 4 * (1 + 5 + 2)  # input, steps, puzzle and answer
+    frames = steps_shown(root)
+    assert [s for a, b in frames for s in range(a, b + 1)] == [1, 2, 3, 4, 5]  # every step, once
+    assert len(root.findall(".//figure/table/tr")) == 4 * (1 + len(frames) + 2)  # input, steps, puzzle and answer
     assert not re.search(r"https?:|src=|<link|<script", text)
     code, out = sample(capsys, f"--out_dir={arcdata.out}", f"--puzzle={arcdata.root / 'ev.json'}", f"--html={page}")
     root = ET.fromstring(page.read_text())
@@ -355,6 +374,10 @@ def test_bad_inputs_give_one_clear_line(sudoku, maze, arcdata, capsys, tmp_path)
         ([f"--init_from={tmp_path / 'authors9.pt'}", f"--config={tmp_path / 'cfg.py'}", f"--data_dir={sudoku.data}"],
          "was trained on other data than"),
         ([S, "--colour=never"], "unknown config key 'colour'"),
+        ([S, "--split=test", "--samples=0"], "samples=0 is out of range: samples must be in [1, 4096]"),
+        ([S, "--split=test", "--noise=-0.5"], "noise=-0.5 is out of range: noise must be in [0, 100]"),
+        ([S, "--split=test", "--select=best"], "select='best' is not one of 'q', 'vote'"),
+        ([S, "--scaling=x.svg"], "--scaling scores a split: add --split=test"),
     ]
     for args, message in cases:
         code, out = sample(capsys, *args)
@@ -368,3 +391,22 @@ def test_cli_exit_code_and_no_traceback(sudoku):
                        capture_output=True, text=True, timeout=120, env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "a Sudoku has 16, 36 or 81 cells ('.' or '0' for a blank), got 2"
+
+
+def test_samples_noise_and_the_scaling_chart(sudoku, maze, capsys, tmp_path):
+    code, out = sample(capsys, f"--out_dir={sudoku.out}", "--split=test", "--samples=4", "--noise=0.3", "--select=vote")
+    assert code == 0 and "4 samples (noise 0.3, select vote)" in out, out
+    assert "compute: 4.00x the default (4 steps x 1 sample)" in out
+    assert re.search(r"any of the 4 answers .*: exact [0-9.]+, valid [0-9.]+", out)
+    rows = re.findall(r"^ +\d+ +([0-9.]+) +[0-9.]+ +([0-9.]+)$", out, re.M)  # step, exact, token, valid
+    assert len(rows) == 4 and all(float(v) >= float(e) for e, v in rows)  # an exact answer is valid
+    chart = tmp_path / "scaling.svg"
+    code, out = sample(capsys, f"--out_dir={maze.out}", "--split=test", "--noise=0.2", f"--scaling={chart}")
+    assert code == 0, out
+    table = re.findall(r"^ +(\d+) +(\d+) +(\d+)x +([0-9.]+) +([0-9.]+)$", out, re.M)
+    assert [(int(s), int(k)) for s, k, *_ in table] == [(s, k) for k in (1, 4, 16, 64) for s in (4, 8, 16, 32)]
+    assert all(int(c) == int(s) * int(k) // 4 for s, k, c, *_ in table)
+    svg = ET.fromstring(chart.read_text())
+    assert len(svg.findall("{http://www.w3.org/2000/svg}polyline")) == 4
+    code, out = sample(capsys, f"--out_dir={maze.out}", "--puzzle=" + maze.file, "--samples=3", "--noise=0.5")
+    assert code == 0 and re.search(r"^\d of the 3 trajectories end in a valid answer", out, re.M)
