@@ -30,7 +30,8 @@ import torch
 
 from checkpoint import checkpoint_weights, load_state, read_checkpoint
 from configurator import configure, pick_device, read_config_file
-from model import TRM, AdamATan2, TRMConfig, sign_sgd_
+from model import TRM, TRMConfig
+from optim import AdamATan2, sign_sgd_
 
 # -----------------------------------------------------------------------------
 config = "sudoku"       # a name below, 'quickstart', 'paper', or a train.py config file

@@ -366,7 +366,8 @@ class TRM(nn.Module):
 
 def choose(answers, q_halt, rule="q"):
     """One answer per puzzle from its K trajectories: answers (B, K, L), halting logits (B, K) ->
-    the chosen answers (B, L), their halting logits (B,) and which trajectory each is (B,). 'q': the trajectory whose halting head is most sure it is right (argmax q_halt).
+    the chosen answers (B, L), their halting logits (B,) and which trajectory each is (B,).
+    'q': the trajectory whose halting head is surest that it is right (argmax q_halt);
     'vote': the answer most trajectories reached, ties broken by their mean sigmoid(q_halt)."""
     if rule == "q":
         k = q_halt.argmax(1)
@@ -427,51 +428,3 @@ def compute_loss(cfg, out, labels, halted, steps):
         loss = loss + 0.5 * q_cont_loss
     metrics.update(lm_loss=lm_loss.detach(), q_halt_loss=q_halt_loss.detach())
     return loss, metrics
-
-# -----------------------------------------------------------------------------
-# optimisation (train.py, bench.py): AdamATan2 for dense weights, sign-SGD for the puzzle embedding
-
-class AdamATan2(torch.optim.Optimizer):
-    """Adam with atan2 in place of division (no epsilon), decoupled weight decay (TRM.md s.7):
-    p *= 1 - lr*wd; m = lerp(m, g, 1-b1); v = lerp(v, g*g, 1-b2)
-    p -= lr / (1 - b1^t) * atan2(m, sqrt(v) / sqrt(1 - b2^t))
-    All parameters of a group move in a few multi-tensor (foreach) kernels."""
-
-    def __init__(self, params, lr, betas, weight_decay):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay))
-
-    @torch.no_grad()
-    def step(self):
-        for group in self.param_groups:
-            ps = [p for p in group["params"] if p.grad is not None]
-            if not ps:
-                continue
-            for p in ps:
-                if not self.state[p]:
-                    self.state[p] = dict(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-            states = [self.state[p] for p in ps]
-            grads, m, v = [p.grad for p in ps], [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-            (b1, b2), lr, t = group["betas"], group["lr"], states[0]["step"] + 1
-            for s in states:
-                s["step"] = t
-            torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
-            torch._foreach_lerp_(m, grads, 1 - b1)
-            torch._foreach_mul_(v, b2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - b2)
-            upd = torch._foreach_sqrt(v)                          # one scratch list, reused below
-            torch._foreach_div_(upd, math.sqrt(1 - b2 ** t))
-            for mi, ui in zip(m, upd):
-                torch.atan2(mi, ui, out=ui)                       # no foreach atan2 in torch
-            torch._foreach_add_(ps, upd, alpha=-lr / (1 - b1 ** t))
-
-
-@torch.no_grad()
-def sign_sgd_(weight, grad, lr, wd):
-    """Sparse sign-SGD with decoupled weight decay on the rows present in `grad` (a sparse COO
-    gradient, gathered from all ranks): duplicates are summed, other rows are not touched.
-    The sums come from one product with the (N, N) same-row matrix, which is deterministic on
-    every device (index_add_ is not on CUDA), so every rank computes bit-identical rows; and no
-    coalesce(), whose data-dependent size would make the host wait for the device."""
-    rows, g = grad._indices()[0], grad._values()                   # (N,), (N, D); rows may repeat
-    total = (rows[:, None] == rows[None, :]).to(g.dtype) @ g       # (N, D): each entry's row sum
-    weight[rows] = weight[rows] * (1 - lr * wd) - lr * torch.sign(total)

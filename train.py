@@ -22,7 +22,8 @@ import torch.distributed as dist
 
 from checkpoint import checkpoint_weights, load_state, read_checkpoint
 from configurator import configure, pick_device
-from model import TRM, AdamATan2, TRMConfig, sign_sgd_
+from model import TRM, TRMConfig
+from optim import AdamATan2, sign_sgd_
 from puzzle_data import TrainBatches, evaluate, hms, load_split, to_device
 from puzzles import load_scoring, score
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model as M  # noqa: E402
 from model import IGNORE, TRM, TRMConfig  # noqa: E402
+from optim import AdamATan2, sign_sgd_  # noqa: E402
 
 
 def tiny_cfg(**kw):
@@ -658,7 +659,7 @@ def test_adam_atan2_against_the_formula():
     params = [torch.randn(4, 3, requires_grad=True), torch.randn(5, requires_grad=True),
               torch.randn(2, requires_grad=True)]  # the last one never gets a gradient
     lr, (b1, b2), wd = 0.01, (0.9, 0.95), 0.1
-    opt = M.AdamATan2(params, lr=lr, betas=(b1, b2), weight_decay=wd)
+    opt = AdamATan2(params, lr=lr, betas=(b1, b2), weight_decay=wd)
     ref = [p.detach().double().clone() for p in params]
     m = [torch.zeros_like(r) for r in ref]
     v = [torch.zeros_like(r) for r in ref]
@@ -688,7 +689,7 @@ def test_sign_sgd_sums_duplicate_rows_and_leaves_other_rows_alone():
                                    torch.tensor([[1.0, -2.0, 0.5], [0.2, -0.1, 3.0], [-3.0, 1.0, -0.5]]), (5, 3),
                                    check_invariants=True)
     lr, wd = 0.1, 0.5
-    M.sign_sgd_(w, grad, lr, wd)
+    sign_sgd_(w, grad, lr, wd)
     expected = before.clone()
     expected[1] = before[1] * (1 - lr * wd) - lr * torch.tensor([-1.0, -1.0, 0.0])
     expected[3] = before[3] * (1 - lr * wd) - lr * torch.tensor([1.0, -1.0, 1.0])

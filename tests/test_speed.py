@@ -16,7 +16,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import model as M  # noqa: E402
-from model import IGNORE, AdamATan2  # noqa: E402
+from model import IGNORE  # noqa: E402
+from optim import AdamATan2, sign_sgd_  # noqa: E402
 
 from test_model import tiny_model as tiny  # noqa: E402  (hidden 32, rope, 2-position prefix)
 
@@ -162,7 +163,7 @@ def test_sign_sgd_without_coalesce_matches_coalesced_update():
     rows = torch.tensor([3, 1, 3, 7, 1, 3, 49, 0])
     vals = torch.randint(-3, 4, (8, 6), generator=g).float()  # integers: exact sums, signs incl. 0
     grad = torch.sparse_coo_tensor(rows[None], vals, weight.shape)
-    M.sign_sgd_(weight, grad, lr=0.1, wd=0.5)
+    sign_sgd_(weight, grad, lr=0.1, wd=0.5)
     c = grad.coalesce()
     expected = before.clone()
     r = c.indices()[0]
