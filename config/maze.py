@@ -17,3 +17,5 @@ puzzle_emb_lr = 1e-4
 weight_decay = 1.0
 puzzle_emb_weight_decay = 1.0
 ema = True
+dtype = "bfloat16"           # the paper's precision (autocast; the default on CUDA)
+compile = True               # torch.compile the recursion, as the authors do (the default on CUDA)

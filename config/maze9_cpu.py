@@ -4,17 +4,11 @@
 #   python prepare_maze.py --source=generate --size=9 --num_train=8000 --num_test=1000 --aug --output_dir=data/maze9
 #   python train.py config/maze9_cpu.py
 #   python sample.py --out_dir=out-maze9 --split=test --dtype=bfloat16
-# Tried on a 2-core Xeon, 420 s of training, exact accuracy on the 1000 test mazes:
-#   13x13, attention, hidden 128, float32, 480 s:        186 steps, 0.0% (85.7% tokens: the maze copied)
-#   11x11, mlp_t, hidden 128, bfloat16:                  276 steps, 0.0%
-#   9x9, mlp_t, hidden 128, 8 steps, bfloat16:           882 steps, 68.8%
-#   the same with 16 supervision steps, 20000 mazes:     799 steps, 48.9%
-#   the same as 68.8% with compile = True:              1072 steps, 85.0%   <- this file
 data_dir = "data/maze9"
 out_dir = "out-maze9"
 device = "cpu"
 dtype = "bfloat16"           # AMX on recent Xeons: ~2x float32. Most laptops lack it: --dtype=float32
-compile = True               # 1.2-1.4x more steps in 420 s; --compile=False without a C++ compiler
+compile = True               # more steps in the same time (README); --compile=False without a C++ compiler
 mlp_t = True                 # an MLP across the 81 cells, as in the paper's Sudoku model
 pos_encodings = "none"
 puzzle_emb_ndim = 0          # one kind of puzzle: no per-puzzle embedding

@@ -12,10 +12,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def quickstart_commands(prepare):
+    """The line of the Quick start section that runs `prepare`, without its leading install."""
     readme = open(os.path.join(ROOT, "README.md")).read()
     section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    line = re.search(rf"^(python {re.escape(prepare)} .*)$", section, re.M).group(1)
-    return [shlex.split(c) for c in line.split("&&")]
+    line = re.search(rf"^((?:pip install -r requirements.txt && )?python {re.escape(prepare)} .*)$", section, re.M).group(1)
+    commands = [shlex.split(c) for c in line.split("&&")]
+    return commands[1:] if commands[0][0] == "pip" else commands
+
+
+def test_readme_setup_lines_are_complete_and_ci_runs_the_test_line():
+    """Two copy-paste lines on a fresh clone: one installs and runs the CPU quick start end to
+    end, one installs and runs the tests, and .ci/run runs that same line."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    first = re.search(r"^pip install -r requirements.txt && python prepare_sudoku.py .*$", readme, re.M)
+    test_line = re.search(r"^pip install -r requirements.txt && python -m pytest -q tests/$", readme, re.M)
+    assert first and "python train.py config/sudoku6_cpu.py" in first.group(0) and "python sample.py" in first.group(0)
+    assert test_line and test_line.group(0) in open(os.path.join(ROOT, ".ci", "run")).read().splitlines()
+    requirements = open(os.path.join(ROOT, "requirements.txt")).read()
+    assert "torch==2.13.0+cpu" in requirements and "download.pytorch.org/whl/cpu" in requirements
 
 
 SHRINK_DATA = {"prepare_sudoku.py": ["--num_train=300", "--num_test=40", "--num_aug=1"],
