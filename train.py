@@ -80,14 +80,14 @@ compile = None               # None: on with CUDA, where it pays; off on a CPU u
 seed = 0
 # -----------------------------------------------------------------------------
 config = configure(globals(), dict(
-    hidden_size="[1, inf)", num_heads="[1, inf)", expansion="(0, inf)", L_layers="[1, inf)",
+    hidden_size="[1, 65536]", num_heads="[1, inf)", expansion="(0, inf)", L_layers="[1, inf)",
     H_cycles="[1, inf)", L_cycles="[1, inf)", pos_encodings=("rope", "learned", "none"),
     puzzle_emb_ndim="[0, inf)", puzzle_emb_len="[0, inf)", halt_max_steps="[1, inf)",
-    halt_exploration_prob="[0, 1]", loss_type=("stablemax", "softmax"), global_batch_size="[1, inf)",
-    epochs="[1, inf)", max_steps="[0, inf)", max_time="[0, inf)", lr="(0, 1]", lr_min_ratio="[0, 1]",
+    halt_exploration_prob="[0, 1]", loss_type=("stablemax", "softmax"), global_batch_size="[1, 1048576]",
+    epochs="[1, 1000000000]", max_steps="[0, inf)", max_time="[0, inf)", lr="(0, 1]", lr_min_ratio="[0, 1]",
     lr_warmup_steps="[0, inf)", weight_decay="[0, inf)", beta1="[0, 1)", beta2="[0, 1)", grad_clip="[0, inf)",
     puzzle_emb_lr="[0, inf)", puzzle_emb_weight_decay="[0, inf)", ema_rate="[0, 1)", eval_interval="[0, inf)",
-    eval_batch_size="[0, inf)", log_interval="[1, inf)", seed="[0, 4294967295]",
+    eval_batch_size="[0, 1048576]", log_interval="[1, inf)", seed="[0, 4294967295]",
     dtype=("", "float32", "bfloat16"), compile=(None, True, False)))
 if lr * weight_decay >= 1 or puzzle_emb_lr * puzzle_emb_weight_decay >= 1:
     raise SystemExit("lr * weight_decay (and puzzle_emb_lr * puzzle_emb_weight_decay) must be below 1: "
@@ -123,6 +123,35 @@ def agree(ok, why):
         raise SystemExit(why + (f" (ranks {bad})" if world_size > 1 else ""))
 
 
+if freeze_weights and puzzle_emb_ndim == 0:
+    raise SystemExit("freeze_weights=True trains only the puzzle embedding, and puzzle_emb_ndim=0 has none")
+if wandb_log:
+    try:
+        import wandb
+    except ImportError:
+        raise SystemExit("wandb_log=True needs the wandb package: pip install wandb") from None
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
+# the output folder: writable, and never someone else's file under our checkpoint's name
+if master:
+    try:  # a probe file, in folders made for it and removed again: nothing is left if we stop here
+        made, d = [], os.path.abspath(out_dir)
+        while not os.path.exists(d):
+            made.append(d)
+            d = os.path.dirname(d)
+        os.makedirs(out_dir, exist_ok=True)
+        open(ckpt_path + f".probe-{os.getpid()}", "w").close()
+        os.remove(ckpt_path + f".probe-{os.getpid()}")
+        for d in made:
+            os.rmdir(d)
+        writable = True
+    except OSError as e:
+        writable, why = False, f"out_dir={out_dir!r}: cannot write checkpoints there ({e.strerror})"
+    if writable and init_from != "resume" and os.path.exists(ckpt_path):  # ours only, read lazily (memory-mapped)
+        old = read_checkpoint(ckpt_path)
+        writable, why = isinstance(old, dict) and "model_args" in old, f"{ckpt_path} exists and is not a train.py checkpoint: choose another out_dir"
+        if writable:
+            print(f"{ckpt_path} is an earlier run's: it will be replaced at the first save (init_from='resume' continues it)")
+agree(writable if master else True, why if master and not writable else "rank 0 cannot write to out_dir")
 # data
 meta, train_arrays = load_split(data_dir, "train")
 has_test = os.path.exists(os.path.join(data_dir, "test", "dataset.json"))
@@ -143,13 +172,15 @@ try:
 except ValueError as e:
     raise SystemExit(f"model settings: {e}")
 model = TRM(cfg, verbose=master).to(device)
-ckpt, ckpt_path = None, os.path.join(out_dir, "ckpt.pt")
+ckpt = None
 if init_from == "resume":
     agree(os.path.exists(ckpt_path), f"init_from='resume' but {ckpt_path} does not exist on every node: train "
           f"without it first, or copy the checkpoint to each node's out_dir")
     ckpt = read_checkpoint(ckpt_path)  # memory-mapped on the CPU: copied into the model, then dropped
-    if not isinstance(ckpt, dict) or "model_args" not in ckpt:
-        raise SystemExit(f"{ckpt_path} is not a train.py checkpoint")
+    missing = [k for k in ("model", "optimizer", "step", "data", "carry", "rng", "config", "model_args")
+               if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise SystemExit(f"{ckpt_path} is not a complete train.py checkpoint (no {missing[0]!r})")
     if ckpt["config"]["global_batch_size"] != global_batch_size or ckpt["model_args"] != asdict(cfg):
         raise SystemExit(f"{ckpt_path} was trained with global_batch_size={ckpt['config']['global_batch_size']} "
                          f"and its own model settings: resume with the same (or start anew with --init_from={ckpt_path})")
@@ -274,6 +305,7 @@ def save_checkpoint():
                  optimizer=optimizer.state_dict(), step=step, data=batches.state_dict(), carry=carry_all,
                  rng=dict(torch=[r[0] for r in rng_all], cuda=[r[1] if device_type == "cuda" else None for r in rng_all]),
                  config=config, model_args=asdict(cfg), dataset=meta)
+    os.makedirs(out_dir, exist_ok=True)
     torch.save(state, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # an interrupted save never replaces the last good checkpoint
 
@@ -293,6 +325,7 @@ def run_eval():
         if master:
             scores = score({k: np.concatenate([p[k] for p in preds]) for k in preds[0]}, *load_scoring(data_dir))
             res.update({k: v for k, v in scores.items() if k.startswith("pass@")})
+            os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "submission.json.tmp"), "w") as f:
                 f.write(json.dumps(scores["submission"]))
             os.replace(os.path.join(out_dir, "submission.json.tmp"), os.path.join(out_dir, "submission.json"))
@@ -304,21 +337,6 @@ def run_eval():
     return res
 
 
-# the output folder: writable, and never someone else's file under our checkpoint's name
-if master:
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        open(ckpt_path + f".probe-{os.getpid()}", "w").close()
-        os.remove(ckpt_path + f".probe-{os.getpid()}")
-        writable = True
-    except OSError as e:
-        writable, why = False, f"out_dir={out_dir!r}: cannot write checkpoints there ({e.strerror})"
-    if writable and init_from != "resume" and os.path.exists(ckpt_path):
-        old = read_checkpoint(ckpt_path)
-        writable, why = isinstance(old, dict) and "model_args" in old, f"{ckpt_path} exists and is not a train.py checkpoint: choose another out_dir"
-        if writable:
-            print(f"{ckpt_path} is an earlier run's: it will be replaced at the first save (init_from='resume' continues it)")
-agree(writable if master else True, why if master and not writable else "rank 0 cannot write to out_dir")
 if master:
     print("config:", config)
     print(f"data: {meta['total_groups']:,} groups, {len(train_arrays['inputs']):,} examples; a schedule of "
@@ -326,7 +344,6 @@ if master:
           + (f", or after {max_time:.0f} s of training" if max_time else "")
           + f"; {world_size} x {device} ({dtype}, compile {compile})")
     if wandb_log:
-        import wandb
         wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 
 # -----------------------------------------------------------------------------
