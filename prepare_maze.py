@@ -11,8 +11,8 @@ Prepare Maze-Hard for TRM: find the shortest path from S to G in a size x size m
 A maze is a grid over "# SGo" (wall, open, start, goal, path); token = index + 1, pad 0, so
 vocab 6 and seq_len = size*size. The input has no 'o'; the label marks the shortest start-goal path
 with 'o' (S and G stay). Path lengths are counted in moves, i.e. 'o' cells + 1. Every label, read
-or generated, is checked by breadth-first search. Output: the layout of TRM.md section 8 (see
-puzzle_data.py), one puzzle and one group per maze, puzzle identifier 0 ("<blank>") for all.
+or generated, is checked by breadth-first search. Output: the layout of puzzle_data.py,
+one puzzle and one group per maze, puzzle identifier 0 ("<blank>") for all.
 
 Maze-Hard (sapientinc/maze-30x30-hard-1k) has 1000 train and 1000 test 30x30 mazes whose shortest
 path is longer than 110 steps. The generator here is our own: a depth-first-search maze on the odd

@@ -21,7 +21,7 @@ solver makes to prove it unique: it fills naked and hidden singles and branches 
 the fewest candidates, so rating 0 means singles alone solve it. --max_givens, --min_rating and
 --max_rating reject puzzles outside those bounds. No test grid occurs among the train grids.
 
-Output (TRM.md section 8): tokens are digit+1, blank 1, pad 0; labels are the solved grid. In
+Output (the layout of puzzle_data.py): tokens are digit+1, blank 1, pad 0; labels are the solved grid. In
 train every puzzle and its --num_aug augmented versions form one group; test is not augmented.
 Same --seed, same bytes.
 """

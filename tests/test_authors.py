@@ -1,13 +1,14 @@
 """
 Tests of the authors' checkpoint format: checkpoint.to_authors / checkpoint.load_state, and one
 supervision step with loaded weights against an independent re-implementation of the authors'
-forward pass (written here from TRM.md and AUTHORS_CHECKPOINTS.md, not from model.py).
+forward pass (written here from the paper's description of the layers and the authors' key layout,
+not from model.py).
 
     python -m pytest -q tests/test_authors.py
 
-The key listings of the authors' four checkpoints (shared/official_state_dict_keys/*.txt) are
-parsed when that folder is found next to the repository; a copy of them is kept below so the
-tests also run without it, and test_embedded_listings_match_the_files checks the copy.
+The key listings of the authors' four checkpoints (key and shape of every tensor, as printed from
+their code) are kept below; with TRM_AUTHORS_KEYS=DIR pointing at a folder of such listings
+(state_dict_keys_<name>.txt), test_embedded_listings_match_the_files checks the copy against them.
 """
 import dataclasses
 import json
@@ -25,14 +26,11 @@ sys.path.insert(0, ROOT)
 from checkpoint import load_state, to_authors  # noqa: E402
 from model import TRM, TRMConfig  # noqa: E402
 
-LISTING_DIRS = [os.environ.get("TRM_AUTHORS_KEYS", ""),
-                os.path.join(ROOT, "shared", "official_state_dict_keys"),
-                os.path.join(ROOT, "..", "shared", "official_state_dict_keys")]
-LISTING_DIR = next((d for d in LISTING_DIRS if d and os.path.isdir(d)), None)
+LISTING_DIR = os.environ.get("TRM_AUTHORS_KEYS") or None
 NAMES = ["sudoku-mlp", "sudoku-att", "maze", "arc"]
 
 
-# key and shape columns of shared/official_state_dict_keys/state_dict_keys_<name>.txt
+# key and shape columns of the listings state_dict_keys_<name>.txt
 EMBEDDED = {
     "sudoku-mlp": """
 # config: {"batch_size": 768, "puzzle_emb_ndim": 512, "hidden_size": 512, "num_heads": 8, "expansion": 4, "H_layers": 0, "L_layers": 2, "halt_max_steps": 16, "halt_exploration_prob": 0.1, "forward_dtype": "float32", "puzzle_emb_len": 16, "no_ACT_continue": true, "seq_len": 81, "vocab_size": 11, "num_puzzle_identifiers": 1, "H_cycles": 3, "L_cycles": 6, "mlp_t": true, "pos_encodings": "none"}
@@ -272,7 +270,7 @@ def test_shape_formulas_reproduce_the_official_listings():
 
 def test_embedded_listings_match_the_files():
     if LISTING_DIR is None:
-        pytest.skip("shared/official_state_dict_keys not found")
+        pytest.skip("set TRM_AUTHORS_KEYS to a folder of the authors' key listings")
     for name in NAMES:
         assert listing(name) == parse_listing(EMBEDDED[name]), name
 

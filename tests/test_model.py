@@ -549,7 +549,7 @@ def _have_dynamo():
 
 @pytest.mark.skipif(not _have_dynamo(), reason="torch.compile is not supported here")
 def test_compiled_graphs_leave_the_sparse_puzzle_embedding_to_eager():
-    """train.py may wrap the model in torch.compile. Inductor (torch 2.13) cannot lower the
+    """A user may wrap the whole model in torch.compile. Inductor (torch 2.13) cannot lower the
     sparse gradient of nn.Embedding(sparse=True) ("Cannot access storage of SparseTensorImpl"),
     so the table lookup must run eagerly, outside the captured graphs. A recording backend shows
     what dynamo captures without compiling anything (a few seconds); the real inductor run is
@@ -601,7 +601,7 @@ def test_compile_recursion_matches_eager():
 @pytest.mark.skipif(not _have_cxx() or not _have_dynamo(), reason="torch.compile on CPU needs a C++ compiler")
 @pytest.mark.parametrize("what", ["model", "recursion"])
 def test_torch_compile_matches_eager(what):
-    """Inductor: torch.compile(model) (train.py) or model.compile_recursion() (bench.py), forward
+    """Inductor: torch.compile(model), or model.compile_recursion() (train.py, bench.py), forward
     in training (carry reset, step, halting, loss) and backward, give the eager numbers, sparse
     puzzle-embedding gradient included. Opt-in: a cold compile takes about 1-2 min on two CPU
     cores (~20 s with inductor's cache warm)."""
@@ -651,7 +651,7 @@ def test_bf16_autocast_is_close_to_float32(mlp_t):
 
 
 # -----------------------------------------------------------------------------
-# optimisation (TRM.md section 7)
+# optimisation
 
 
 def test_adam_atan2_against_the_formula():

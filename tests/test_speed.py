@@ -51,7 +51,7 @@ def test_swiglu_across_is_swiglu_on_the_transpose(B, P, H):
     x = torch.randn(B, P, H, requires_grad=True)
     x2 = x.detach().clone().requires_grad_()
     a = mix.across(x)
-    b = mix(x2.transpose(1, 2)).transpose(1, 2)  # the definition (TRM.md s.3)
+    b = mix(x2.transpose(1, 2)).transpose(1, 2)  # the definition: a SwiGLU across positions
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     w = torch.randn_like(a)
     ga = torch.autograd.grad((a * w).sum(), [x] + list(mix.parameters()))
@@ -144,7 +144,7 @@ def test_adam_atan2_foreach_matches_formula():
         for p, gr in zip(params, grads):
             p.grad = gr.clone()
         opt.step()
-        for i, gr in enumerate(grads):  # TRM.md s.7
+        for i, gr in enumerate(grads):  # the formula, in float64
             gr = gr.double()
             ref[i] *= 1 - lr * wd
             m[i] = m[i] + (1 - b1) * (gr - m[i])
