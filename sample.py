@@ -9,16 +9,13 @@ less) test-time compute: more supervision steps, several noisy trajectories per 
     python sample.py --out_dir=out-arc --puzzle=task.json            # an ARC task: two attempts, scored if solved
     python sample.py --split=test                                    # the refinement curve over the test split
     python sample.py --split=test --halt_max_steps=64 --act_halt=True  # more steps; stop each puzzle once it is sure
-    python sample.py --split=test --samples=16 --noise=0.2             # 16 noisy trajectories; the surest answer wins
+    python sample.py --split=test --samples=16 --noise=0.3             # 16 noisy trajectories; the surest answer wins
     python sample.py --split=test --scaling=scaling.svg                # accuracy against compute, as a chart
-    python sample.py --split=test --device=cpu --max_examples=200      # a quick look on a CPU
-    python sample.py --init_from=trm_sudoku.pt --config=config/sudoku.py --data_dir=data/sudoku-extreme-1k-aug-1000
-                                                                     # an authors' checkpoint
+    python sample.py --init_from=PATH --config=config/sudoku.py --data_dir=DIR  # an authors' checkpoint
 
-The weights are the EMA weights of out_dir/ckpt.pt as train.py writes it, read with weights only
-(a checkpoint file cannot run code). The kind of puzzle follows from the data's vocab and seq_len.
-"Valid" answers keep the puzzle's rules (Sudoku: every unit a permutation, givens kept; maze: a
-shortest path from S to G), whether or not they are the dataset's answer.
+The weights are the EMA weights of out_dir/ckpt.pt, read with weights only (a checkpoint cannot run code); the
+kind of puzzle follows from the data's vocab and seq_len. "Valid" answers keep the puzzle's rules (Sudoku: every
+unit a permutation, givens kept; maze: a shortest path from S to G), whether or not they are the dataset's answer.
 """
 import glob
 import json
@@ -54,7 +51,7 @@ html = ""                # write every step to this self-contained HTML page
 halt_max_steps = 0       # supervision steps (0: as in training); more steps, more test-time compute
 act_halt = False         # stop each trajectory as soon as q_halt > 0
 samples = 1              # trajectories per puzzle, run side by side (with noise > 0 each explores its own way)
-noise = 0.0              # std of the Gaussian noise added to the latent z after every latent update
+noise = 0.0              # std of the Gaussian noise added to the latent z at the start of every step
 select = "q"             # 'q': the trajectory the halting head is surest of; 'vote': the most frequent answer
 scaling = ""             # write accuracy against test-time compute (steps x1-x8, samples 1-64) to this .svg
 seed = 0                 # for the noise

@@ -738,6 +738,20 @@ def test_noise_is_seeded_and_changes_the_trajectories():
     assert q.dtype == torch.float32 and torch.isfinite(q).all()
 
 
+def test_noise_goes_on_z_once_at_the_start_of_each_step():
+    m = randomise_(tiny_model(halt_max_steps=3), seed=6)
+    b = make_batch(m.cfg, 3, seed=7)
+    x, ids = b["inputs"], b["puzzle_identifiers"]
+    torch.manual_seed(11)
+    got = [(a.clone(), q.clone()) for a, q, _ in m.think(x, ids, 3, noise=0.4)]
+    torch.manual_seed(11)
+    y, z = init_state(m, 3)
+    with torch.no_grad():
+        for answers, q in got:  # by hand: z + 0.4 N(0, 1), then the plain step; y untouched
+            y, z, logits, q_halt, _ = m.step(x, ids, y, z + 0.4 * torch.randn(z.shape))
+            assert torch.equal(answers[:, 0], logits.argmax(-1)) and torch.equal(q[:, 0], q_halt)
+
+
 def test_act_halt_with_samples_stops_each_trajectory_on_its_own():
     m = randomise_(tiny_model(halt_max_steps=6), seed=2)
     b = make_batch(m.cfg, 8, seed=1)
