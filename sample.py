@@ -55,7 +55,7 @@ noise = 0.0              # std of the Gaussian noise added to the latent z at th
 select = "q"             # 'q': the trajectory the halting head is surest of; 'vote': the most frequent answer
 scaling = ""             # write accuracy against test-time compute (steps x1-x8, samples 1-64) to this .svg
 seed = 0                 # for the noise
-batch_size = 256         # puzzles per batch (each with all its samples)
+batch_size = 256         # rows through the network at once: puzzles x samples (at least one puzzle)
 progress = False         # scoring progress also where output is piped (a line every 10%; always on a terminal)
 device = ""              # '': cuda, then mps, then cpu
 dtype = ""               # '': bfloat16 on cuda, float32 elsewhere
@@ -140,10 +140,10 @@ def fits(split_meta, where):
 def run(inputs, ids):
     """All steps of every trajectory of these puzzles, on the CPU as numpy: answers (S, N, K, L)
     uint8, halting logits (S, N, K), steps used (N, K)."""
-    parts = []
-    for i in range(0, len(inputs), batch_size):
-        x = torch.as_tensor(np.asarray(inputs[i:i + batch_size], np.int64), device=device)
-        p = torch.as_tensor(np.asarray(ids[i:i + batch_size], np.int64), device=device)
+    parts, per = [], max(1, batch_size // samples)
+    for i in range(0, len(inputs), per):
+        x = torch.as_tensor(np.asarray(inputs[i:i + per], np.int64), device=device)
+        p = torch.as_tensor(np.asarray(ids[i:i + per], np.int64), device=device)
         with autocast:
             out = [(a.to("cpu", torch.uint8, copy=True), q.to("cpu", copy=True), u.to("cpu", copy=True)) for a, q, u in
                    model.think(x, p, steps, samples, noise, act_halt)]
@@ -288,7 +288,7 @@ if split:
                   [(f"{k} sample{'s' * (k > 1)}", [(s * k / S0, res["curves"][k]["exact"][s - 1]) for s in (S0, 2 * S0, 4 * S0, 8 * S0)])
                    for k in ks], f"compute per puzzle (1x = {S0} steps, 1 sample)", "exact accuracy")
         sys.exit(0)
-    bs, runs = min(batch_size, len(arrays["inputs"])), {}
+    bs, runs = min(max(1, batch_size // samples), len(arrays["inputs"])), {}  # puzzles per batch
     list(model.think(torch.ones(bs, cfg.seq_len, dtype=torch.long, device=device), torch.zeros(bs, dtype=torch.long, device=device), 1))  # warm-up
     for halt in (False, True) if act_halt else (False,):
         t0 = time.time()
