@@ -73,6 +73,7 @@ for out_file, mark in ((html, GENERATOR), (scaling, "<!-- trm sample.py -->")):
     if out_file:
         check_writable(out_file, mark)  # before any work: never someone else's file
 device, device_type, dtype, autocast = pick_device(device, dtype)
+per_batch = max(1, batch_size // samples)  # puzzles per batch, each with all its samples
 ansi = color == "always" or (color == "auto" and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
 torch.manual_seed(seed)
 
@@ -138,12 +139,11 @@ def fits(split_meta, where):
 
 
 def run(inputs, ids):
-    """All steps of every trajectory of these puzzles, on the CPU as numpy: answers (S, N, K, L)
-    uint8, halting logits (S, N, K), steps used (N, K)."""
-    parts, per = [], max(1, batch_size // samples)
-    for i in range(0, len(inputs), per):
-        x = torch.as_tensor(np.asarray(inputs[i:i + per], np.int64), device=device)
-        p = torch.as_tensor(np.asarray(ids[i:i + per], np.int64), device=device)
+    """Every step of every trajectory, on the CPU: answers (S, N, K, L) uint8, halting logits (S, N, K), steps used (N, K)."""
+    parts = []
+    for i in range(0, len(inputs), per_batch):
+        x = torch.as_tensor(np.asarray(inputs[i:i + per_batch], np.int64), device=device)
+        p = torch.as_tensor(np.asarray(ids[i:i + per_batch], np.int64), device=device)
         with autocast:
             out = [(a.to("cpu", torch.uint8, copy=True), q.to("cpu", copy=True), u.to("cpu", copy=True)) for a, q, u in
                    model.think(x, p, steps, samples, noise, act_halt)]
@@ -288,7 +288,7 @@ if split:
                   [(f"{k} sample{'s' * (k > 1)}", [(s * k / S0, res["curves"][k]["exact"][s - 1]) for s in (S0, 2 * S0, 4 * S0, 8 * S0)])
                    for k in ks], f"compute per puzzle (1x = {S0} steps, 1 sample)", "exact accuracy")
         sys.exit(0)
-    bs, runs = min(max(1, batch_size // samples), len(arrays["inputs"])), {}  # puzzles per batch
+    bs, runs = min(per_batch, len(arrays["inputs"])), {}
     list(model.think(torch.ones(bs, cfg.seq_len, dtype=torch.long, device=device), torch.zeros(bs, dtype=torch.long, device=device), 1))  # warm-up
     for halt in (False, True) if act_halt else (False,):
         t0 = time.time()
